@@ -1,0 +1,18 @@
+"""Typed keys for what the aiohttp applications share; no module-level state anywhere else."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+    from .reload import ConfigHolder
+    from .service import DecisionService
+
+__all__ = ["HOLDER", "METRICS", "SERVICE"]
+
+SERVICE: web.AppKey[DecisionService] = web.AppKey("service")
+HOLDER: web.AppKey[ConfigHolder] = web.AppKey("holder")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

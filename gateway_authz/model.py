@@ -1,0 +1,153 @@
+"""Value objects that cross module boundaries: the right asked for, the request, the decision.
+
+Every gateway adapter translates what its gateway sent into one :class:`AuthzRequest` and turns the one
+:class:`Decision` back into its wire format. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from .errors import AuthzError
+
+__all__ = [
+    "AuthKind",
+    "AuthzRequest",
+    "Decision",
+    "Gateway",
+    "Right",
+    "headers_from_pairs",
+]
+
+Gateway = Literal["envoy-http", "envoy-grpc", "nginx", "forward-auth", "cli"]
+AuthKind = Literal["sas", "jwt", "anonymous", ""]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class Right(enum.Enum):
+    """A Relay access right. ``Manage`` implies ``Listen`` and ``Send``."""
+
+    LISTEN = "Listen"
+    SEND = "Send"
+    MANAGE = "Manage"
+
+
+def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> Mapping[str, tuple[str, ...]]:
+    """Group header lines by lower-case name, keeping every value in arrival order (so repeats stay visible)."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name.lower(), []).append(value)
+    return MappingProxyType({name: tuple(values) for name, values in grouped.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzRequest:
+    """The original client request, as one gateway described it.
+
+    ``target`` is the request-target exactly as the client sent it (path and optional ``?query``, still
+    percent-encoded); ``host`` is the Host / :authority value, possibly with a port; ``headers`` maps lower-case
+    names to every value received, so that a repeated credential header is seen as repeated.
+    """
+
+    gateway: Gateway
+    method: str
+    host: str
+    target: str
+    headers: Mapping[str, tuple[str, ...]]
+    scheme: str = "http"
+    request_id: str = ""
+    context: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def header(self, name: str) -> tuple[str, ...]:
+        """Every value of header ``name`` (case-insensitive), or an empty tuple."""
+        return self.headers.get(name.lower(), ())
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for one request. Build it only with :meth:`allow` or :meth:`deny`.
+
+    ``strip_headers`` and ``strip_query`` name the credential carriers a gateway must remove before the request
+    reaches the upstream; ``audit`` holds the extra audit fields (``key_name``, ``key_slot``, ``issuer``,
+    ``tenant``, ``role``, ``scope``…); ``expires_at`` (wall-clock seconds) bounds how long a cached copy may be
+    reused; ``dry_run`` marks a deny that is being answered as an allow.
+    """
+
+    allowed: bool
+    status: int
+    reason: str
+    auth: AuthKind = ""
+    principal: str = ""
+    right: Right | None = None
+    namespace: str = ""
+    entity: str = ""
+    strip_headers: tuple[str, ...] = ()
+    strip_query: tuple[str, ...] = ()
+    audit: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    expires_at: float | None = None
+    dry_run: bool = False
+    detail: str = ""
+
+    @classmethod
+    def allow(
+        cls,
+        *,
+        auth: AuthKind,
+        principal: str,
+        right: Right,
+        namespace: str,
+        entity: str,
+        strip_headers: tuple[str, ...] = (),
+        strip_query: tuple[str, ...] = (),
+        audit: Mapping[str, str] | None = None,
+        expires_at: float | None = None,
+        reason: str = "allowed",
+    ) -> Decision:
+        """The one way to make an allowing decision."""
+        return cls(
+            allowed=True,
+            status=200,
+            reason=reason,
+            auth=auth,
+            principal=principal,
+            right=right,
+            namespace=namespace,
+            entity=entity,
+            strip_headers=strip_headers,
+            strip_query=strip_query,
+            audit=MappingProxyType(dict(audit or {})),
+            expires_at=expires_at,
+        )
+
+    @classmethod
+    def deny(
+        cls,
+        error: AuthzError,
+        *,
+        auth: AuthKind = "",
+        principal: str = "",
+        right: Right | None = None,
+        namespace: str = "",
+        entity: str = "",
+        audit: Mapping[str, str] | None = None,
+        expires_at: float | None = None,
+    ) -> Decision:
+        """A denying decision whose status and reason come from ``error``."""
+        return cls(
+            allowed=False,
+            status=error.status,
+            reason=error.reason,
+            auth=auth,
+            principal=principal,
+            right=right,
+            namespace=namespace,
+            entity=entity,
+            audit=MappingProxyType(dict(audit or {})),
+            expires_at=expires_at,
+            detail=error.detail,
+        )
