@@ -1,0 +1,181 @@
+"""Shared Access Signature tokens: strict parsing, verification and signing, exactly as Azure Relay does them.
+
+``SharedAccessSignature sr=<enc uri>&sig=<enc base64 mac>&se=<unix secs>&skn=<rule>``; fields in any order,
+each exactly once, nothing else. The string to sign is the raw ``sr`` *as sent* (still percent-encoded, so the
+case of its escapes matters) + LF + the raw ``se``; the HMAC-SHA256 key is the UTF-8 bytes of the key *string*
+(Relay never base64-decodes it). Everything here is pure: the caller passes the clock reading.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote_plus, unquote_to_bytes, urlencode
+
+from .errors import InvalidCredential
+from .resources import ResourcePath, parse_sr
+from .settings import AuthorizationRule
+
+__all__ = [
+    "MAX_SAS_LENGTH",
+    "SAS_PREFIX",
+    "RuleKeys",
+    "SasToken",
+    "VerifiedSas",
+    "parse_sas",
+    "sign_sas",
+    "verify_sas",
+]
+
+SAS_PREFIX = "SharedAccessSignature "
+MAX_SAS_LENGTH = 4096
+MAX_EXPIRY = 253_402_300_799  # 9999-12-31T23:59:59Z: beyond it no client computes a date
+_FIELDS = frozenset({"sr", "sig", "se", "skn"})
+_SE = re.compile(r"0|[1-9][0-9]{0,11}")  # ASCII digits only; `int()` alone would take "١٧", " 17" and "1_7"
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space, no control characters
+_B64 = re.compile(r"[A-Za-z0-9+/]{43}=")  # 32 bytes, standard alphabet, padded: what every SDK emits
+_MAX_KEY_NAME = 256
+
+KeySlot = Literal["primary", "secondary"]
+
+
+@dataclass(frozen=True, slots=True)
+class SasToken:
+    """A parsed, *unverified* SAS token."""
+
+    raw_sr: str
+    raw_se: str
+    resource: ResourcePath
+    signature: bytes
+    expiry: int
+    key_name: str
+
+    @property
+    def string_to_sign(self) -> bytes:
+        return f"{self.raw_sr}\n{self.raw_se}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSas:
+    """A token whose signature matched ``rule``'s key in ``key_slot`` and which has not expired."""
+
+    token: SasToken
+    rule: AuthorizationRule
+    key_slot: KeySlot
+
+
+def _malformed(detail: str) -> InvalidCredential:
+    return InvalidCredential("malformed_token", detail)
+
+
+def parse_sas(value: str) -> SasToken:
+    """Parse a ``SharedAccessSignature …`` value strictly; raises :class:`InvalidCredential`."""
+    if len(value) > MAX_SAS_LENGTH:
+        raise InvalidCredential("token_too_large", f"SAS token longer than {MAX_SAS_LENGTH} characters")
+    if not value.startswith(SAS_PREFIX):
+        raise _malformed("not a SharedAccessSignature token")
+    body = value[len(SAS_PREFIX) :]
+    if not _TOKEN_CHARS.fullmatch(body):
+        raise _malformed("token holds whitespace, control or non-ASCII characters")
+    fields: dict[str, str] = {}
+    for part in body.split("&"):
+        name, sep, field_value = part.partition("=")
+        if not sep or not field_value:
+            raise _malformed("empty field or field without a value")
+        if name not in _FIELDS:
+            raise _malformed("unknown field")
+        if name in fields:
+            raise _malformed("repeated field")
+        fields[name] = field_value
+    if len(fields) != len(_FIELDS):
+        raise _malformed("missing field")
+    raw_se = fields["se"]
+    if not _SE.fullmatch(raw_se) or int(raw_se) > MAX_EXPIRY:
+        raise _malformed("se is not a plain non-negative number of seconds")
+    try:
+        sig_text = unquote_to_bytes(fields["sig"]).decode("ascii")
+        key_name = unquote_to_bytes(fields["skn"]).decode("utf-8")
+        decoded_sr = unquote_to_bytes(fields["sr"]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _malformed("field is not valid UTF-8 after percent-decoding") from None
+    if not _B64.fullmatch(sig_text):
+        raise _malformed("sig is not a base64 HMAC-SHA256")
+    if not 0 < len(key_name) <= _MAX_KEY_NAME:
+        raise _malformed("skn is empty or too long")
+    try:
+        signature = base64.b64decode(sig_text, validate=True)
+    except binascii.Error:
+        raise _malformed("sig is not base64") from None
+    return SasToken(
+        raw_sr=fields["sr"],
+        raw_se=raw_se,
+        resource=parse_sr(decoded_sr),
+        signature=signature,
+        expiry=int(raw_se),
+        key_name=key_name,
+    )
+
+
+class RuleKeys:
+    """A rule with its HMAC keys prepared once at configuration load (the key schedule is not per request)."""
+
+    __slots__ = ("_macs", "rule")
+
+    def __init__(self, rule: AuthorizationRule) -> None:
+        self.rule = rule
+        slots: list[tuple[KeySlot, hmac.HMAC]] = [
+            ("primary", hmac.new(rule.primary_key.encode("utf-8"), digestmod=hashlib.sha256))
+        ]
+        if rule.secondary_key:  # never an HMAC under an empty or absent key
+            slots.append(("secondary", hmac.new(rule.secondary_key.encode("utf-8"), digestmod=hashlib.sha256)))
+        self._macs = tuple(slots)
+
+    def match(self, message: bytes, signature: bytes) -> KeySlot | None:
+        """The slot whose key signed ``message`` with ``signature``, compared in constant time, or ``None``."""
+        for slot, prepared in self._macs:
+            mac = prepared.copy()
+            mac.update(message)
+            if hmac.compare_digest(mac.digest(), signature):
+                return slot
+        return None
+
+
+def verify_sas(
+    token: SasToken,
+    candidates: Sequence[RuleKeys],
+    *,
+    now: float,
+    clock_skew: int,
+    max_lifetime: int | None = None,
+) -> VerifiedSas:
+    """Check the signature against each candidate rule (primary, then secondary key), then the expiry.
+
+    A token is valid while ``now < se + clock_skew``. With ``max_lifetime`` set, a token whose ``se`` lies
+    further ahead than that (plus the skew) is refused: an operator's cap on long-lived tokens.
+    """
+    if not candidates:
+        raise InvalidCredential("unknown_key_name", "no rule with that key name covers the token's resource")
+    message = token.string_to_sign
+    for keys in candidates:
+        slot = keys.match(message, token.signature)
+        if slot is not None:
+            if now >= token.expiry + clock_skew:
+                raise InvalidCredential("expired", "the token's se has passed")
+            if max_lifetime is not None and token.expiry - now > max_lifetime + clock_skew:
+                raise InvalidCredential("lifetime_too_long", "se lies beyond sas.maxTokenLifetimeSeconds")
+            return VerifiedSas(token, keys.rule, slot)
+    raise InvalidCredential("bad_signature", "the signature matches no key of the named rule")
+
+
+def sign_sas(resource_uri: str, key_name: str, key: str, expiry: int) -> str:
+    """A token signed exactly as the official Azure SDKs sign one (``quote_plus``, uppercase escapes)."""
+    encoded_uri = quote_plus(resource_uri)
+    digest = hmac.new(key.encode("utf-8"), f"{encoded_uri}\n{expiry}".encode(), hashlib.sha256).digest()
+    fields = {"sr": resource_uri, "sig": base64.b64encode(digest).decode(), "se": str(expiry), "skn": key_name}
+    return SAS_PREFIX + urlencode(fields)
