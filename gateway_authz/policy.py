@@ -1,0 +1,126 @@
+"""Policy: which right a request needs, and whether a verified SAS token (or no token) grants it.
+
+The SAS rules, in the order they are checked::
+
+    signature   the token's skn names a rule on the sr's entity or on the namespace; one of its keys signed it
+    expiry      se (+ clock skew) has not passed
+    scope       rule scope ⊑ sr ⊑ request, by whole segments; an entity rule only ever allows its own entity
+    rights      the rule grants every right the request needs (Manage implies Listen and Send)
+
+Role assignments for JWTs are in :mod:`gateway_authz.rbac`; this module only decides SAS and anonymous access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .credentials import QueryFacts
+from .errors import InvalidCredential, NotPermitted
+from .model import AuthzRequest, Right
+from .resources import ResolvedResource, ResourceIndex, canonical_segments
+from .sas import RuleKeys, SasToken, VerifiedSas, verify_sas
+from .settings import Entity, Namespace, Settings
+
+__all__ = ["CompiledPolicy"]
+
+_ROUTE_RIGHTS = {r.value.lower(): r for r in Right}
+
+
+@dataclass(frozen=True, slots=True)
+class _ScopedRules:
+    namespace: dict[str, RuleKeys]
+    entities: dict[tuple[str, str], RuleKeys]  # (entity name lower-case, key name) -> keys
+
+
+class CompiledPolicy:
+    """A configuration compiled once for per-request use: lookups indexed, HMAC keys prepared."""
+
+    __slots__ = ("_management", "_rules", "index", "settings")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.index = ResourceIndex(settings.namespaces)
+        self._rules = {ns.name: _compile_rules(ns) for ns in settings.namespaces}
+        self._management = {
+            ns.name: tuple((canonical_segments(route.path), route.methods) for route in ns.management_routes)
+            for ns in settings.namespaces
+        }
+
+    def required_rights(
+        self, request: AuthzRequest, resolved: ResolvedResource, query: QueryFacts
+    ) -> tuple[Right, ...]:
+        """Every right the request needs; a token must grant all of them.
+
+        A route's ``right`` (gRPC ``context_extensions``) or a configured management route states what the route
+        needs; ``sb-hc-action`` states what the client is about to do. When both speak, both must be granted, so
+        a client cannot pick an action the route's right does not cover. With neither, a request needs Send.
+        """
+        rights: list[Right] = []
+        route_right = request.context.get("right")
+        if route_right is not None:
+            right = _ROUTE_RIGHTS.get(route_right.lower())
+            if right is None:
+                raise NotPermitted("malformed_request", "context_extensions right is not Listen, Send or Manage")
+            rights.append(right)
+        segments = resolved.path.segments
+        method = request.method.upper()
+        for prefix, methods in self._management[resolved.namespace.name]:
+            if segments[: len(prefix)] == prefix and (not methods or method in methods):
+                rights.append(Right.MANAGE)
+                break
+        if query.action_right is not None:
+            rights.append(query.action_right)
+        if not rights:
+            rights.append(Right.SEND)
+        return tuple(dict.fromkeys(rights))
+
+    def resolve(self, host: str, path: str) -> ResolvedResource:
+        return self.index.resolve(host, path)
+
+    def authorize_sas(
+        self, token: SasToken, resolved: ResolvedResource, rights: Iterable[Right], *, now: float
+    ) -> VerifiedSas:
+        """Verify ``token`` for ``resolved`` and check it grants ``rights``; raises on any failure."""
+        namespace = resolved.namespace
+        rules = self._rules[namespace.name]
+        sr = token.resource
+        sr_in_namespace = sr.host in namespace.hosts
+        sr_entity = self.index.entity_for(namespace, sr.segments) if sr_in_namespace else None
+        entity_keys = rules.entities.get((sr_entity.name.lower(), token.key_name)) if sr_entity else None
+        candidates = [k for k in (entity_keys, rules.namespace.get(token.key_name)) if k is not None]
+        sas = self.settings.sas
+        verified = verify_sas(
+            token,
+            candidates,
+            now=now,
+            clock_skew=sas.clock_skew_seconds,
+            max_lifetime=sas.max_token_lifetime_seconds,
+        )
+        request_segments = resolved.path.segments
+        if not sr_in_namespace or request_segments[: len(sr.segments)] != sr.segments:
+            raise NotPermitted("token_scope", "the token's sr does not cover the requested resource")
+        if entity_keys is not None and verified.rule is entity_keys.rule and resolved.entity is not sr_entity:
+            raise NotPermitted("rule_scope", "an entity rule only grants access to its own entity")
+        if not all(verified.rule.grants(right) for right in rights):
+            raise NotPermitted("insufficient_rights", "the rule does not grant the required right")
+        return verified
+
+    @staticmethod
+    def authorize_anonymous(resolved: ResolvedResource, rights: tuple[Right, ...]) -> Entity:
+        """Allow a request without a credential only to Send to an entity that lets anonymous senders in."""
+        entity = resolved.entity
+        if entity is not None and not entity.requires_client_authorization and rights == (Right.SEND,):
+            return entity
+        raise InvalidCredential("missing_credential", "no credential in sb-hc-token, ServiceBusAuthorization or Authorization")
+
+
+def _compile_rules(namespace: Namespace) -> _ScopedRules:
+    return _ScopedRules(
+        namespace={rule.key_name: RuleKeys(rule) for rule in namespace.rules},
+        entities={
+            (entity.name.lower(), rule.key_name): RuleKeys(rule)
+            for entity in namespace.entities
+            for rule in entity.rules
+        },
+    )
