@@ -1,0 +1,111 @@
+"""The audit log: one JSON line per decision on standard output, built by a small structlog pipeline.
+
+Fields follow the contract (``timestamp``, ``event``, ``decision``, ``status``, ``reason``, ``auth``,
+``principal``, ``right``, ``namespace``, ``entity``, ``method``, ``host``, ``path``, ``gateway``, ``request_id``,
+``latency_ms``, plus ``key_name``/``key_slot`` for SAS and ``issuer``/``tenant``/``role``/``scope`` for JWT).
+The path is logged with the ``sb-hc-token`` value removed, and a redaction step blanks anything that still looks
+like a SAS signature or a JWT, so no key, signature or whole token reaches a log line.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+
+from .model import AuthzRequest, Decision
+
+__all__ = ["AuditLog", "make_ops_logger", "redact_target"]
+
+Sink = Callable[[bytes], object]
+
+_TOKEN_PARAM = re.compile(r"(?i)((?:^|[?&])sb-hc-token=)[^&]*")
+_SECRETS = re.compile(
+    r"(?i)(sig=)[^&\s\"]+|SharedAccessSignature\s+\S+|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+)
+
+
+def redact_target(target: str) -> str:
+    """The request target as it may be logged: the ``sb-hc-token`` value removed."""
+    return _TOKEN_PARAM.sub(r"\1[removed]", target) if "sb-hc-token" in target.lower() else target
+
+
+def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str) and ("sig=" in value or "." in value or "Signature" in value):
+            event[key] = _SECRETS.sub(lambda m: (m.group(1) or "") + "[redacted]", value)
+    return event
+
+
+class _SinkLogger:
+    """A structlog logger that hands each rendered line to a sink (stdout by default, a list in tests)."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def msg(self, message: bytes) -> None:
+        self._sink(message + b"\n")
+
+    info = warning = error = msg
+
+
+def _stdout_sink(line: bytes) -> None:
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
+
+
+def _pipeline(sink: Sink) -> Any:
+    return structlog.wrap_logger(
+        _SinkLogger(sink),
+        processors=[
+            _redact,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+    )
+
+
+class AuditLog:
+    """Writes the one audit event of each decision."""
+
+    __slots__ = ("_logger",)
+
+    def __init__(self, sink: Sink = _stdout_sink) -> None:
+        self._logger = _pipeline(sink)
+
+    def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float) -> None:
+        self._logger.info(
+            "authz.decision",
+            decision="allow" if decision.allowed and not decision.dry_run else "deny",
+            status=decision.status,
+            reason=decision.reason,
+            auth=decision.auth,
+            principal=decision.principal,
+            right=decision.right.value if decision.right else "",
+            namespace=decision.namespace,
+            entity=decision.entity,
+            method=request.method,
+            host=request.host,
+            path=redact_target(request.target),
+            gateway=request.gateway,
+            request_id=request.request_id,
+            latency_ms=round(latency_ms, 3),
+            dry_run=decision.dry_run,
+            **decision.audit,
+        )
+
+
+def make_ops_logger(sink: Sink | None = None) -> Any:
+    """The operations log (reloads, key fetches): JSON lines on standard error."""
+
+    def _stderr(line: bytes) -> None:
+        sys.stderr.buffer.write(line)
+        sys.stderr.buffer.flush()
+
+    return _pipeline(sink or _stderr)

@@ -1,0 +1,190 @@
+"""The decision core every gateway adapter shares: resource → credential → verification → policy → decision.
+
+:meth:`DecisionService.decide` never raises. Every failure, expected or not, becomes a deny; the single place
+that produces an allow is :meth:`Decision.allow`, reached only after verification and policy both passed.
+Each call writes exactly one audit line and updates the metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .audit import AuditLog
+from .credentials import FoundCredential, find_credential, parse_query
+from .errors import AuthzError, CannotVerify, InvalidCredential
+from .metrics import Metrics
+from .model import AuthzRequest, Decision, Right
+from .reload import Runtime
+from .resources import ResolvedResource, split_target
+from .sas import parse_sas
+
+__all__ = ["DecisionService", "JwtAuthorizer", "RuntimeSource"]
+
+Clock = Callable[[], float]
+
+
+class RuntimeSource(Protocol):
+    """Whatever holds the configuration now serving (a :class:`~gateway_authz.reload.ConfigHolder`)."""
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+
+class JwtAuthorizer(Protocol):
+    """Verifies a bearer JWT and evaluates role assignments; raises from the :mod:`errors` tree."""
+
+    async def authorize(
+        self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
+    ) -> Decision: ...
+
+
+class _Context:
+    """What is known about a request so far, so that a deny still says which namespace and right it was."""
+
+    __slots__ = ("auth", "entity", "namespace", "principal", "right")
+
+    def __init__(self) -> None:
+        self.auth: Any = ""
+        self.principal = ""
+        self.right: Right | None = None
+        self.namespace = ""
+        self.entity = ""
+
+
+class DecisionService:
+    """Decides requests against the configuration ``source`` currently serves."""
+
+    def __init__(
+        self,
+        source: RuntimeSource,
+        *,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Clock = time.time,
+        jwt: JwtAuthorizer | None = None,
+        ops_log: Any = None,
+    ) -> None:
+        self._source = source
+        self._audit = audit
+        self._metrics = metrics
+        self._clock = clock
+        self._jwt = jwt
+        self._ops_log = ops_log
+
+    async def decide(self, request: AuthzRequest) -> Decision:
+        started = time.perf_counter()
+        runtime = self._source.runtime
+        context = _Context()
+        try:
+            decision = await self._decide(request, runtime, context)
+        except AuthzError as error:
+            decision = _deny(error, context)
+        except Exception as exc:  # a bug must still end in a deny, never an allow
+            if self._ops_log is not None:
+                self._ops_log.error("authz.internal_error", error=type(exc).__name__, gateway=request.gateway)
+            decision = _deny(CannotVerify("internal_error", type(exc).__name__), context)
+        if not decision.allowed and _dry_run(request, runtime, decision):
+            decision = dataclasses.replace(decision, allowed=True, status=200, dry_run=True)
+        elapsed = time.perf_counter() - started
+        self._audit.decision(request, decision, elapsed * 1000)
+        self._metrics.decisions.labels(
+            "allow" if decision.allowed and not decision.dry_run else "deny",
+            decision.reason,
+            request.gateway,
+            decision.auth or "none",
+            "true" if decision.dry_run else "false",
+        ).inc()
+        self._metrics.latency.labels(request.gateway).observe(elapsed)
+        return decision
+
+    async def _decide(self, request: AuthzRequest, runtime: Runtime, context: _Context) -> Decision:
+        path, query_string = split_target(request.target)
+        resolved = runtime.policy.resolve(request.host, path)
+        context.namespace = resolved.namespace.name
+        context.entity = resolved.entity.name if resolved.entity else ""
+        query = parse_query(query_string)
+        rights = runtime.policy.required_rights(request, resolved, query)
+        context.right = rights[0]
+        found = find_credential(request, query)
+        if found is None:
+            entity = runtime.policy.authorize_anonymous(resolved, rights)
+            context.auth = "anonymous"
+            return Decision.allow(
+                auth="anonymous",
+                principal="",
+                right=rights[0],
+                namespace=resolved.namespace.name,
+                entity=entity.name,
+            )
+        context.auth = found.kind
+        key = runtime.cache.key(
+            found.value, found.carrier, ",".join(found.strip_headers), str(resolved.path), *(r.value for r in rights)
+        )
+        cached = runtime.cache.get(key)
+        if cached is not None:
+            self._metrics.cache.labels("hit").inc()
+            return cached
+        self._metrics.cache.labels("miss").inc()
+        decision = await self._verify(found, runtime, resolved, rights, context)
+        runtime.cache.put(key, decision)
+        return decision
+
+    async def _verify(
+        self,
+        found: FoundCredential,
+        runtime: Runtime,
+        resolved: ResolvedResource,
+        rights: tuple[Right, ...],
+        context: _Context,
+    ) -> Decision:
+        now = self._clock()
+        if found.kind == "jwt":
+            if self._jwt is None:
+                raise InvalidCredential("unknown_issuer", "no JWT issuer is configured")
+            decision = await self._jwt.authorize(found.value, runtime, resolved, rights, now)
+            return dataclasses.replace(decision, strip_headers=found.strip_headers, strip_query=found.strip_query)
+        token = parse_sas(found.value)
+        context.principal = token.key_name
+        try:
+            verified = runtime.policy.authorize_sas(token, resolved, rights, now=now)
+        except AuthzError as error:
+            if error.status == 403:  # a verified token's 403 is as stable as an allow: cache it, to its expiry
+                return _deny(error, context, expires_at=float(token.expiry))
+            raise
+        self._metrics.sas_key_slot.labels(resolved.namespace.name, token.key_name, verified.key_slot).inc()
+        return Decision.allow(
+            auth="sas",
+            principal=token.key_name,
+            right=rights[0],
+            namespace=resolved.namespace.name,
+            entity=resolved.entity.name if resolved.entity else "",
+            strip_headers=found.strip_headers,
+            strip_query=found.strip_query,
+            audit={"key_name": token.key_name, "key_slot": verified.key_slot},
+            expires_at=float(token.expiry),
+        )
+
+
+def _deny(error: AuthzError, context: _Context, *, expires_at: float | None = None) -> Decision:
+    audit = {"key_name": context.principal} if context.auth == "sas" and context.principal else None
+    return Decision.deny(
+        error,
+        auth=context.auth,
+        principal=context.principal,
+        right=context.right,
+        namespace=context.namespace,
+        entity=context.entity,
+        audit=audit,
+        expires_at=expires_at,
+    )
+
+
+def _dry_run(request: AuthzRequest, runtime: Runtime, decision: Decision) -> bool:
+    """Whether this deny is to be answered as an allow: globally, for its namespace, or for its route."""
+    if runtime.settings.dry_run or request.context.get("dry_run", "").lower() == "true":
+        return True
+    namespace = next((ns for ns in runtime.settings.namespaces if ns.name == decision.namespace), None)
+    return namespace is not None and namespace.dry_run
