@@ -1,0 +1,53 @@
+"""What every adapter says back, whatever its wire format: allow headers, the deny body, the challenge."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from ..model import Decision
+
+__all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response", "single_header"]
+
+# One header value with both challenges: NGINX copies only the first WWW-Authenticate line to the client.
+WWW_AUTHENTICATE = 'SharedAccessSignature realm="gateway-authz", Bearer realm="gateway-authz"'
+
+_MESSAGES = {
+    401: "a valid credential is required",
+    403: "the credential does not grant this right on this resource",
+    503: "the authorization service could not verify the request",
+}
+
+
+def allow_headers(decision: Decision) -> tuple[tuple[str, str], ...]:
+    """The ``x-authz-*`` headers, always all three so that a client-sent value never survives upstream."""
+    return (
+        ("x-authz-auth", decision.auth),
+        ("x-authz-principal", decision.principal),
+        ("x-authz-right", decision.right.value if decision.right else ""),
+    )
+
+
+def deny_body(decision: Decision) -> bytes:
+    """``{"error": …, "reason": …}``: a fixed message per status and the reason code, never the token."""
+    message = _MESSAGES.get(decision.status, _MESSAGES[503])
+    return orjson.dumps({"error": message, "reason": decision.reason})
+
+
+def http_response(decision: Decision) -> web.Response:
+    """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial)."""
+    if decision.allowed:
+        headers = dict(allow_headers(decision))
+        if decision.strip_headers:
+            headers["x-envoy-auth-headers-to-remove"] = ", ".join(decision.strip_headers)
+        return web.Response(status=200, headers=headers)
+    deny_headers = {"content-type": "application/json", "x-authz-reason": decision.reason}
+    if decision.status == 401:
+        deny_headers["www-authenticate"] = WWW_AUTHENTICATE
+    return web.Response(status=decision.status, body=deny_body(decision), headers=deny_headers)
+
+
+def single_header(request: web.Request, name: str) -> str:
+    """The one value of ``name``, or ``""`` when it is absent or repeated (which then fails closed downstream)."""
+    values = request.headers.getall(name, ())
+    return values[0] if len(values) == 1 else ""

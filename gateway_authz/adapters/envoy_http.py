@@ -1,0 +1,37 @@
+"""Envoy ext_authz, HTTP service (``path_prefix: /ext_authz``).
+
+Envoy sends the original method and ``/ext_authz`` + the original path and query, with ``Host`` and the headers
+its ``allowed_headers`` lets through (include ``servicebusauthorization``, ``x-request-id`` and
+``x-forwarded-proto``). The credential header that was used comes back in ``x-envoy-auth-headers-to-remove``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import SERVICE
+from ..model import AuthzRequest, headers_from_pairs
+from ._answer import http_response, single_header
+
+__all__ = ["PATH_PREFIX", "handle", "to_authz_request"]
+
+PATH_PREFIX = "/ext_authz"
+
+
+def to_authz_request(request: web.Request) -> AuthzRequest:
+    raw = request.raw_path
+    target = raw[len(PATH_PREFIX) :] if raw.startswith(PATH_PREFIX) else ""
+    return AuthzRequest(
+        gateway="envoy-http",
+        method=request.method,
+        host=single_header(request, "Host"),
+        target=target,
+        headers=headers_from_pairs(request.headers.items()),
+        scheme=single_header(request, "X-Forwarded-Proto") or "http",
+        request_id=single_header(request, "X-Request-Id"),
+    )
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    decision = await request.app[SERVICE].decide(to_authz_request(request))
+    return http_response(decision)

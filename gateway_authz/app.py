@@ -1,0 +1,115 @@
+"""The aiohttp applications: the decision listener and the admin listener, built by factories.
+
+``create_app`` wires the configuration holder, audit log, metrics and decision service together and registers
+the gateway adapters; everything with a lifecycle (the config watcher, the gRPC server) lives in
+``cleanup_ctx``. ``create_admin_app`` serves ``/healthz``, ``/readyz`` and ``/metrics`` for the same service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .adapters import envoy_http, forward_auth, nginx
+from .appkeys import HOLDER, METRICS, SERVICE
+from .audit import AuditLog, Sink, make_ops_logger
+from .metrics import Metrics
+from .reload import ConfigHolder, Loader
+from .service import DecisionService
+from .settings import Settings
+
+__all__ = ["create_admin_app", "create_app"]
+
+
+def _default_loader(path: str) -> Settings:
+    from .config import load_settings  # imported late: the CLI's `token` and `keys` need no config module
+
+    return load_settings(path)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    config_path: str | None = None,
+    loader: Loader | None = None,
+    clock: Callable[[], float] = time.time,
+    audit_sink: Sink | None = None,
+    ops_sink: Sink | None = None,
+    grpc_address: tuple[str, int] | None = None,
+    watch_config: bool = True,
+) -> web.Application:
+    """The decision application for ``settings``; with ``config_path`` it follows changes to that file."""
+    ops_log = make_ops_logger(ops_sink)
+    metrics = Metrics(clock=clock)
+    holder = ConfigHolder(
+        config_path or settings.source,
+        settings,
+        loader=loader or _default_loader,
+        metrics=metrics,
+        ops_log=ops_log,
+        clock=clock,
+    )
+    audit = AuditLog(audit_sink) if audit_sink is not None else AuditLog()
+    service = DecisionService(holder, audit=audit, metrics=metrics, clock=clock, ops_log=ops_log)
+    app = web.Application()
+    app[SERVICE] = service
+    app[HOLDER] = holder
+    app[METRICS] = metrics
+    app.router.add_route("*", envoy_http.PATH_PREFIX + "{tail:(/.*)?}", envoy_http.handle)
+    app.router.add_route("*", "/auth", nginx.handle)
+    app.router.add_route("*", "/forward-auth", forward_auth.handle)
+    if watch_config and (config_path or settings.source):
+        app.cleanup_ctx.append(_watch_config)
+    if grpc_address is not None:
+        from .adapters.envoy_grpc import grpc_server_ctx
+
+        app.cleanup_ctx.append(grpc_server_ctx(*grpc_address))
+    return app
+
+
+async def _watch_config(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[HOLDER].watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_admin_app(decision_app: web.Application) -> web.Application:
+    """``/healthz``, ``/readyz`` and ``/metrics`` for the service inside ``decision_app``."""
+    admin = web.Application()
+    holder = decision_app[HOLDER]
+    metrics = decision_app[METRICS]
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        runtime = holder.runtime
+        body: dict[str, Any] = {
+            "status": "degraded" if holder.last_error else "ready",
+            "config": {
+                "source": holder.path,
+                "fingerprint": runtime.settings.fingerprint[:12],
+                "loaded_at": runtime.loaded_at,
+                "namespaces": len(runtime.settings.namespaces),
+                "last_reload_error": holder.last_error,
+            },
+        }
+        # Still 200 when degraded: the last good configuration is serving, and taking every replica out of
+        # rotation over one bad ConfigMap edit would turn a rollout mistake into an outage.
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def metrics_handler(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"content-type": "text/plain; version=0.0.4"})
+
+    admin.router.add_get("/healthz", healthz)
+    admin.router.add_get("/readyz", readyz)
+    admin.router.add_get("/metrics", metrics_handler)
+    return admin

@@ -1,0 +1,204 @@
+"""The ``gateway-authz`` command: serve, config validate/init, token, check, keys generate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+
+from .errors import ConfigError
+
+__all__ = ["main"]
+
+_DEFAULT_TTL = 3600
+
+
+def _default_config() -> str:
+    """The shipped ``config/gateway-authz.yaml``, next to the package in a checkout, else in the working directory."""
+    for base in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        candidate = base / "config" / "gateway-authz.yaml"
+        if candidate.is_file():
+            return str(candidate)
+    return "config/gateway-authz.yaml"
+
+
+class _Usage(Exception):
+    """A bad argument: exit status 2 with the message."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway-authz", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the decision, admin and (optionally) gRPC listeners")
+    serve.add_argument("--config", default=None, help="config file (default: the shipped config/)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--admin-port", type=int, default=8081)
+    serve.add_argument("--grpc-port", type=int, default=None, help="serve Envoy gRPC ext_authz on this port")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
+
+    config = commands.add_parser("config", help="validate or create a config file").add_subparsers(
+        dest="config_command", required=True
+    )
+    validate = config.add_parser("validate", help="check a config file; print every problem")
+    validate.add_argument("path")
+    init = config.add_parser("init", help="print a starter config for a new namespace")
+    init.add_argument("--namespace", required=True)
+    init.add_argument("--host", required=True)
+
+    token = commands.add_parser("token", help="print a SAS token signed as the Azure SDKs sign")
+    source = token.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config")
+    source.add_argument("--connection-string")
+    token.add_argument("--namespace")
+    token.add_argument("--rule", help="the rule's keyName")
+    token.add_argument("--entity", help="take the rule from this entity instead of the namespace")
+    token.add_argument("--key", choices=("primary", "secondary"), default="primary")
+    token.add_argument("--resource", help="the resource URI the token is for (sr)")
+    token.add_argument("--ttl", type=int, default=_DEFAULT_TTL, help="seconds until expiry")
+
+    check = commands.add_parser("check", help="decide one request offline and explain the decision")
+    check.add_argument("--config", required=True)
+    check.add_argument("--method", default="GET")
+    check.add_argument("--url", required=True)
+    check.add_argument("-H", "--header", action="append", default=[], dest="headers")
+
+    keys = commands.add_parser("keys", help="key material").add_subparsers(dest="keys_command", required=True)
+    keys.add_parser("generate", help="print a new random 256-bit key, base64")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "config":
+            return _config(args)
+        if args.command == "token":
+            print(_token(args))
+            return 0
+        if args.command == "check":
+            return _check(args)
+        from .config import generate_key
+
+        print(generate_key())
+        return 0
+    except _Usage as exc:
+        print(f"gateway-authz: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import load_settings
+    from .server import ServeOptions, run
+
+    path = args.config or _default_config()
+    settings = load_settings(path)  # a bad config stops start-up here, naming the exact key
+    options = ServeOptions(path, args.host, args.port, args.admin_port, args.grpc_port, max(1, args.workers))
+    return run(settings, options)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from .config import starter_config, validate_file
+
+    if args.config_command == "init":
+        print(starter_config(args.namespace, args.host), end="")
+        return 0
+    problems = validate_file(args.path)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{args.path}: valid")
+    return 1 if problems else 0
+
+
+def _token(args: argparse.Namespace) -> str:
+    from .sas import sign_sas
+
+    if args.ttl <= 0:
+        raise _Usage("--ttl must be a positive number of seconds")
+    expiry = int(time.time()) + args.ttl
+    if args.connection_string:
+        from .connection_string import parse_connection_string
+
+        try:
+            parsed = parse_connection_string(args.connection_string)
+        except ValueError as exc:
+            raise _Usage(str(exc)) from None
+        return sign_sas(args.resource or parsed.resource, parsed.key_name, parsed.key, expiry)
+    if not (args.namespace and args.rule and args.resource):
+        raise _Usage("--config needs --namespace, --rule and --resource")
+    from .config import load_settings
+
+    settings = load_settings(args.config)
+    namespace = next((ns for ns in settings.namespaces if ns.name == args.namespace), None)
+    if namespace is None:
+        raise _Usage(f"no namespace {args.namespace!r} in {args.config}")
+    rules = namespace.rules
+    if args.entity:
+        entity = next((e for e in namespace.entities if e.name.lower() == args.entity.lower()), None)
+        if entity is None:
+            raise _Usage(f"no entity {args.entity!r} in namespace {args.namespace!r}")
+        rules = entity.rules
+    rule = next((r for r in rules if r.key_name == args.rule), None)
+    if rule is None:
+        raise _Usage(f"no rule {args.rule!r} there")
+    key = rule.primary_key if args.key == "primary" else rule.secondary_key
+    if not key:
+        raise _Usage(f"rule {args.rule!r} has no {args.key} key")
+    return sign_sas(args.resource, rule.key_name, key, expiry)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .appkeys import SERVICE
+    from .config import load_settings
+    from .model import AuthzRequest, headers_from_pairs
+
+    settings = load_settings(args.config)
+    url = urlsplit(args.url)
+    if not url.netloc:
+        raise _Usage("--url must be absolute, e.g. https://contoso.servicebus.windows.net/orders")
+    pairs = []
+    for header in args.headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise _Usage(f"header {name!r} is not 'Name: value'")
+        pairs.append((name.strip(), value.strip()))
+    request = AuthzRequest(
+        gateway="cli",
+        method=args.method.upper(),
+        host=url.netloc,
+        target=(url.path or "/") + (f"?{url.query}" if url.query else ""),
+        headers=headers_from_pairs(pairs),
+        scheme=url.scheme or "https",
+    )
+    app = create_app(settings, audit_sink=lambda _line: None, watch_config=False)
+    decision = asyncio.run(app[SERVICE].decide(request))
+    report = {
+        "decision": "allow" if decision.allowed else "deny",
+        "status": decision.status,
+        "reason": decision.reason,
+        "auth": decision.auth,
+        "principal": decision.principal,
+        "right": decision.right.value if decision.right else None,
+        "namespace": decision.namespace,
+        "entity": decision.entity,
+        **decision.audit,
+    }
+    if decision.detail:
+        report["detail"] = decision.detail
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    return 0 if decision.allowed else 1
