@@ -6,8 +6,16 @@ from dataclasses import dataclass
 
 __all__ = ["ConnectionString", "parse_connection_string"]
 
-_KNOWN = {"endpoint", "sharedaccesskeyname", "sharedaccesskey", "entitypath", "sharedaccesssignature",
-          "operationtimeout", "authentication", "hostname"}
+_KNOWN = {
+    "endpoint",
+    "sharedaccesskeyname",
+    "sharedaccesskey",
+    "entitypath",
+    "sharedaccesssignature",
+    "operationtimeout",
+    "authentication",
+    "hostname",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,4 +53,6 @@ def parse_connection_string(text: str) -> ConnectionString:
         raise ValueError("Endpoint must be an sb:// URI")
     if not values.get("sharedaccesskeyname") or not values.get("sharedaccesskey"):
         raise ValueError("SharedAccessKeyName and SharedAccessKey are both required")
-    return ConnectionString(endpoint, values["sharedaccesskeyname"], values["sharedaccesskey"], values.get("entitypath"))
+    return ConnectionString(
+        endpoint, values["sharedaccesskeyname"], values["sharedaccesskey"], values.get("entitypath")
+    )

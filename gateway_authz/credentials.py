@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 MAX_CREDENTIAL_LENGTH = 16 * 1024
-TOKEN_PARAM = "sb-hc-token"
+TOKEN_PARAM = "sb-hc-token"  # noqa: S105 -- a parameter name, not a secret
 ACTION_PARAM = "sb-hc-action"
 SBA_HEADER = "servicebusauthorization"
 AUTHZ_HEADER = "authorization"

@@ -50,16 +50,16 @@ class Metrics:
         self.config_loaded_at = Gauge(
             "gateway_authz_config_loaded_timestamp_seconds", "When the configuration in use was loaded.", registry=r
         )
-        self.config_age = Gauge(
-            "gateway_authz_config_age_seconds", "Age of the configuration in use.", registry=r
-        )
+        self.config_age = Gauge("gateway_authz_config_age_seconds", "Age of the configuration in use.", registry=r)
         self.config_last_reload_ok = Gauge(
             "gateway_authz_config_last_reload_success",
             "1 when the last reload attempt succeeded, 0 when it failed and the last good config is serving.",
             registry=r,
         )
         self.jwks_fetches = Counter(
-            "gateway_authz_jwks_fetches", "JWKS and discovery fetches by issuer and result.", ["issuer", "result"],
+            "gateway_authz_jwks_fetches",
+            "JWKS and discovery fetches by issuer and result.",
+            ["issuer", "result"],
             registry=r,
         )
         self._loaded_at = clock()

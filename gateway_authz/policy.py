@@ -112,7 +112,9 @@ class CompiledPolicy:
         entity = resolved.entity
         if entity is not None and not entity.requires_client_authorization and rights == (Right.SEND,):
             return entity
-        raise InvalidCredential("missing_credential", "no credential in sb-hc-token, ServiceBusAuthorization or Authorization")
+        raise InvalidCredential(
+            "missing_credential", "no credential in sb-hc-token, ServiceBusAuthorization or Authorization"
+        )
 
 
 def _compile_rules(namespace: Namespace) -> _ScopedRules:

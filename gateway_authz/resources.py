@@ -18,9 +18,9 @@ from .settings import Entity, Namespace
 
 __all__ = [
     "MAX_TARGET_LENGTH",
+    "ResolvedResource",
     "ResourceIndex",
     "ResourcePath",
-    "ResolvedResource",
     "canonical_host",
     "canonical_segments",
     "parse_sr",

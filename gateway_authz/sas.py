@@ -37,7 +37,7 @@ SAS_PREFIX = "SharedAccessSignature "
 MAX_SAS_LENGTH = 4096
 MAX_EXPIRY = 253_402_300_799  # 9999-12-31T23:59:59Z: beyond it no client computes a date
 _FIELDS = frozenset({"sr", "sig", "se", "skn"})
-_SE = re.compile(r"0|[1-9][0-9]{0,11}")  # ASCII digits only; `int()` alone would take "١٧", " 17" and "1_7"
+_SE = re.compile(r"0|[1-9][0-9]{0,11}")  # ASCII digits only: `int()` alone takes Arabic-Indic digits, " 17", "1_7"
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space, no control characters
 _B64 = re.compile(r"[A-Za-z0-9+/]{43}=")  # 32 bytes, standard alphabet, padded: what every SDK emits
 _MAX_KEY_NAME = 256

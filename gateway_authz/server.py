@@ -105,4 +105,3 @@ def run(settings: Settings, options: ServeOptions) -> int:
     for process in workers:
         process.join()
     return 0 if all(p.exitcode == 0 for p in workers) else 1
-
