@@ -44,7 +44,7 @@ class JwtAuthorizer(Protocol):
 class _Context:
     """What is known about a request so far, so that a deny still says which namespace and right it was."""
 
-    __slots__ = ("auth", "entity", "namespace", "principal", "right")
+    __slots__ = ("auth", "entity", "namespace", "principal", "right", "strip_headers", "strip_query")
 
     def __init__(self) -> None:
         self.auth: Any = ""
@@ -52,6 +52,8 @@ class _Context:
         self.right: Right | None = None
         self.namespace = ""
         self.entity = ""
+        self.strip_headers: tuple[str, ...] = ()  # the credential carriers, removed upstream on a dry-run pass too
+        self.strip_query: tuple[str, ...] = ()
 
 
 class DecisionService:
@@ -86,8 +88,9 @@ class DecisionService:
             if self._ops_log is not None:
                 self._ops_log.error("authz.internal_error", error=type(exc).__name__, gateway=request.gateway)
             decision = _deny(CannotVerify("internal_error", type(exc).__name__), context)
-        if not decision.allowed and _dry_run(request, runtime, decision):
-            decision = dataclasses.replace(decision, allowed=True, status=200, dry_run=True)
+        dry_run = not decision.allowed and _dry_run(request, runtime, decision)
+        if dry_run:  # logged and counted as the deny it is (with the status it would have had); answered below
+            decision = dataclasses.replace(decision, dry_run=True)
         elapsed = time.perf_counter() - started
         self._audit.decision(request, decision, elapsed * 1000)
         self._metrics.decisions.labels(
@@ -98,7 +101,7 @@ class DecisionService:
             "true" if decision.dry_run else "false",
         ).inc()
         self._metrics.latency.labels(request.gateway).observe(elapsed)
-        return decision
+        return _dry_run_pass(decision, context) if dry_run else decision
 
     async def _decide(self, request: AuthzRequest, runtime: Runtime, context: _Context) -> Decision:
         path, query_string = split_target(request.target)
@@ -120,6 +123,7 @@ class DecisionService:
                 entity=entity.name,
             )
         context.auth = found.kind
+        context.strip_headers, context.strip_query = found.strip_headers, found.strip_query
         key = runtime.cache.key(
             found.value, found.carrier, ",".join(found.strip_headers), str(resolved.path), *(r.value for r in rights)
         )
@@ -179,6 +183,24 @@ def _deny(error: AuthzError, context: _Context, *, expires_at: float | None = No
         entity=context.entity,
         audit=audit,
         expires_at=expires_at,
+    )
+
+
+def _dry_run_pass(decision: Decision, context: _Context) -> Decision:
+    """A dry-run deny as it is answered: 200, but vouching for nobody.
+
+    The upstream sees ``x-authz-auth: anonymous`` with an empty principal, never the key name or ``oid`` of a
+    credential that just failed verification (an application trusting ``x-authz-principal`` must not be handed
+    ``RootManageSharedAccessKey`` for a forged token), and the credential carriers are removed as on an allow.
+    """
+    return dataclasses.replace(
+        decision,
+        allowed=True,
+        status=200,
+        auth="anonymous",
+        principal="",
+        strip_headers=context.strip_headers,
+        strip_query=context.strip_query,
     )
 
 
