@@ -1,0 +1,1 @@
+"""Integration tests: the service behind real Envoy and NGINX processes on loopback."""
