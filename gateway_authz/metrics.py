@@ -58,10 +58,15 @@ class Metrics:
         )
         self.jwks_fetches = Counter(
             "gateway_authz_jwks_fetches",
-            "JWKS and discovery fetches by issuer and result.",
+            "JWKS and discovery fetches by issuer and result (ok or failed).",
             ["issuer", "result"],
             registry=r,
         )
+        # Label sets known in advance exist from the start at 0, so rate() and absent() work before the first event.
+        for result in ("hit", "miss"):
+            self.cache.labels(result)
+        for result in ("changed", "unchanged", "failed"):
+            self.config_reloads.labels(result)
         self._loaded_at = clock()
         self.config_age.set_function(lambda: max(0.0, self._clock() - self._loaded_at))
         self.config_last_reload_ok.set(1)
@@ -70,6 +75,10 @@ class Metrics:
         """Record that a configuration loaded at wall-clock ``when`` is now in use."""
         self._loaded_at = when
         self.config_loaded_at.set(when)
+
+    def jwks_fetched(self, issuer: str, *, ok: bool) -> None:
+        """Count one JWKS or discovery fetch for ``issuer`` (the configured issuer string, not a token's)."""
+        self.jwks_fetches.labels(issuer, "ok" if ok else "failed").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
