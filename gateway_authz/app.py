@@ -42,6 +42,8 @@ def create_app(
     audit_sink: Sink | None = None,
     ops_sink: Sink | None = None,
     grpc_address: tuple[str, int] | None = None,
+    grpc_grace: float = 5.0,
+    reuse_port: bool = False,
     watch_config: bool = True,
 ) -> web.Application:
     """The decision application for ``settings``; with ``config_path`` it follows changes to that file."""
@@ -69,7 +71,9 @@ def create_app(
     if grpc_address is not None:
         from .adapters.envoy_grpc import grpc_server_ctx
 
-        app.cleanup_ctx.append(grpc_server_ctx(*grpc_address))
+        grpc_ctx = grpc_server_ctx(*grpc_address, grace=grpc_grace, reuse_port=reuse_port)
+        app.cleanup_ctx.append(grpc_ctx)
+        app.on_shutdown.append(grpc_ctx.on_shutdown)  # gRPC stops taking calls when HTTP does, not after
     return app
 
 

@@ -41,7 +41,13 @@ class ServeOptions:
 async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool = False) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests are allowed to finish."""
     grpc = (options.host, options.grpc_port) if options.grpc_port else None
-    app = create_app(settings, config_path=options.config_path, grpc_address=grpc)
+    app = create_app(
+        settings,
+        config_path=options.config_path,
+        grpc_address=grpc,
+        grpc_grace=options.shutdown_timeout,
+        reuse_port=reuse_port,
+    )
     admin = create_admin_app(app)
     runner = web.AppRunner(
         app,

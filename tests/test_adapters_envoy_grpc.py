@@ -362,12 +362,28 @@ def test_dry_run_allow_is_answered_as_allow() -> None:
 # The servicer, without the network
 
 
-async def test_malformed_request_never_reaches_the_decider() -> None:
-    """A malformed CheckRequest is denied 403 by the adapter; the core is not asked."""
+async def test_malformed_request_reaches_the_core_as_an_empty_target() -> None:
+    """A malformed CheckRequest goes to the core as a request with an empty target, so it is audited and counted;
+    even a core that would allow it cannot turn it into an allow."""
     decider = FakeDecider()
     decision = await AuthorizationServicer(decider).decide(load("malformed_missing_http.json"))
+    assert [(r.gateway, r.target, r.method, r.host) for r in decider.requests] == [("envoy-grpc", "", "", "")]
     assert (decision.allowed, decision.status, decision.reason) == (False, 403, "malformed_request")
-    assert decider.requests == []
+
+
+async def test_malformed_request_is_denied_by_the_real_core() -> None:
+    """Through the real decision core the empty target of a malformed CheckRequest is a 403 malformed_request."""
+    from gateway_authz.app import create_app
+    from gateway_authz.appkeys import SERVICE
+    from gateway_authz.settings import Namespace, Settings
+
+    lines: list[bytes] = []
+    settings = Settings(namespaces=(Namespace("contoso", ("contoso.servicebus.windows.net",), (), ()),))
+    app = create_app(settings, audit_sink=lines.append, watch_config=False)
+    decision = await AuthorizationServicer(app[SERVICE]).decide(load("malformed_missing_http.json"))
+    assert (decision.allowed, decision.status, decision.reason) == (False, 403, "malformed_request")
+    assert len(lines) == 1
+    assert json.loads(lines[0])["reason"] == "malformed_request"
 
 
 async def test_unreadable_request_object_is_denied() -> None:

@@ -54,7 +54,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
 from ..appkeys import SERVICE
-from ..errors import AuthzError, CannotVerify
+from ..errors import AuthzError, CannotVerify, NotPermitted
 from ..model import AuthzRequest, Decision
 from ._envoy_grpc_wire import check_request_to_authz, decision_to_check_response
 
@@ -71,6 +71,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+# What a CheckRequest too broken to translate becomes: the core refuses its empty target as malformed_request.
+_MALFORMED = AuthzRequest(gateway="envoy-grpc", method="", host="", target="", headers={})
 
 # The gRPC service name, also the name its grpc.health.v1 status is published under.
 AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization"
@@ -112,15 +114,20 @@ class AuthorizationServicer:
             authz_request = check_request_to_authz(request)
         except AuthzError as error:
             _log.warning("envoy-grpc: %s (%s)", error.reason, error.detail)
-            return Decision.deny(error)
+            # Through the core all the same, so the deny is audited and counted like every other decision:
+            # an empty target is refused there as malformed_request.
+            authz_request = _MALFORMED
         except Exception:
             _log.exception("envoy-grpc: could not read the CheckRequest")
             return Decision.deny(CannotVerify("internal_error", "CheckRequest translation failed"))
         try:
-            return await self._decider.decide(authz_request)
+            decision = await self._decider.decide(authz_request)
         except Exception:
             _log.exception("envoy-grpc: the decision core raised")
             return Decision.deny(CannotVerify("internal_error", "decision core raised"))
+        if authz_request is _MALFORMED and decision.allowed and not decision.dry_run:
+            return Decision.deny(NotPermitted("malformed_request"))  # whatever the core said, never an allow
+        return decision
 
 
 class GrpcServer:
