@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from .errors import ConfigError
+from .settings import Entity, Namespace
 
 __all__ = ["main"]
 
@@ -147,11 +148,9 @@ def _token(args: argparse.Namespace) -> str:
     if namespace is None:
         raise _Usage(f"no namespace {args.namespace!r} in {args.config}")
     rules = namespace.rules
-    if args.entity:
-        entity = next((e for e in namespace.entities if e.name.lower() == args.entity.lower()), None)
-        if entity is None:
-            raise _Usage(f"no entity {args.entity!r} in namespace {args.namespace!r}")
-        rules = entity.rules
+    entity = _token_entity(namespace, args.entity, args.resource)
+    if entity is not None:  # the entity's own rule of that name first, as the verifier looks it up
+        rules = entity.rules + namespace.rules
     rule = next((r for r in rules if r.key_name == args.rule), None)
     if rule is None:
         raise _Usage(f"no rule {args.rule!r} there")
@@ -159,6 +158,23 @@ def _token(args: argparse.Namespace) -> str:
     if not key:
         raise _Usage(f"rule {args.rule!r} has no {args.key} key")
     return sign_sas(args.resource, rule.key_name, key, expiry)
+
+
+def _token_entity(namespace: Namespace, name: str | None, resource: str) -> Entity | None:
+    """The entity whose rules may sign for ``resource``: ``--entity`` if given, else the one ``resource`` names."""
+    if name:
+        entity = next((e for e in namespace.entities if e.name.lower() == name.lower()), None)
+        if entity is None:
+            raise _Usage(f"no entity {name!r} in namespace {namespace.name!r}")
+        return entity
+    from .errors import InvalidCredential
+    from .resources import ResourceIndex, parse_sr
+
+    try:
+        segments = parse_sr(resource).segments
+    except InvalidCredential:
+        raise _Usage(f"--resource {resource!r} is not a resource URI such as sb://<host>/<entity>") from None
+    return ResourceIndex((namespace,)).entity_for(namespace, segments)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ _ROUTE_RIGHTS = {r.value.lower(): r for r in Right}
 class _ScopedRules:
     namespace: dict[str, RuleKeys]
     entities: dict[tuple[str, str], RuleKeys]  # (entity name lower-case, key name) -> keys
+    by_name: dict[str, tuple[RuleKeys, ...]]  # key name -> that name's rules on every entity
 
 
 class CompiledPolicy:
@@ -90,13 +91,18 @@ class CompiledPolicy:
         entity_keys = rules.entities.get((sr_entity.name.lower(), token.key_name)) if sr_entity else None
         candidates = [k for k in (entity_keys, rules.namespace.get(token.key_name)) if k is not None]
         sas = self.settings.sas
-        verified = verify_sas(
-            token,
-            candidates,
-            now=now,
-            clock_skew=sas.clock_skew_seconds,
-            max_lifetime=sas.max_token_lifetime_seconds,
-        )
+        try:
+            verified = verify_sas(
+                token,
+                candidates,
+                now=now,
+                clock_skew=sas.clock_skew_seconds,
+                max_lifetime=sas.max_token_lifetime_seconds,
+            )
+        except InvalidCredential as error:
+            if error.reason in ("unknown_key_name", "bad_signature"):
+                _refuse_if_signed_elsewhere(token, rules.by_name.get(token.key_name, ()), candidates)
+            raise
         request_segments = resolved.path.segments
         if not sr_in_namespace or request_segments[: len(sr.segments)] != sr.segments:
             raise NotPermitted("token_scope", "the token's sr does not cover the requested resource")
@@ -117,12 +123,23 @@ class CompiledPolicy:
         )
 
 
+def _refuse_if_signed_elsewhere(token: SasToken, same_name: Iterable[RuleKeys], tried: list[RuleKeys]) -> None:
+    """A genuine signature by a rule on *another* entity is a valid credential without rights here: 403, not 401."""
+    message = token.string_to_sign
+    for keys in same_name:
+        if keys not in tried and keys.match(message, token.signature) is not None:
+            raise NotPermitted("rule_scope", "the signing rule belongs to another entity")
+
+
 def _compile_rules(namespace: Namespace) -> _ScopedRules:
+    entities = {
+        (entity.name.lower(), rule.key_name): RuleKeys(rule) for entity in namespace.entities for rule in entity.rules
+    }
+    by_name: dict[str, list[RuleKeys]] = {}
+    for (_entity, key_name), keys in entities.items():
+        by_name.setdefault(key_name, []).append(keys)
     return _ScopedRules(
         namespace={rule.key_name: RuleKeys(rule) for rule in namespace.rules},
-        entities={
-            (entity.name.lower(), rule.key_name): RuleKeys(rule)
-            for entity in namespace.entities
-            for rule in entity.rules
-        },
+        entities=entities,
+        by_name={name: tuple(keys) for name, keys in by_name.items()},
     )
