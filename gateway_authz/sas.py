@@ -112,6 +112,8 @@ def parse_sas(value: str) -> SasToken:
         signature = base64.b64decode(sig_text, validate=True)
     except binascii.Error:
         raise _malformed("sig is not base64") from None
+    if base64.b64encode(signature) != sig_text.encode():  # unused low bits set: four spellings of one signature
+        raise _malformed("sig is not canonical base64")
     return SasToken(
         raw_sr=fields["sr"],
         raw_se=raw_se,
