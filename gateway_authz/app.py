@@ -100,7 +100,7 @@ def create_admin_app(decision_app: web.Application) -> web.Application:
             "status": "degraded" if holder.last_error else "ready",
             "config": {
                 "source": holder.path,
-                "fingerprint": runtime.settings.fingerprint[:12],
+                # No fingerprint here: it is a digest over the resolved keys, and a weak key could be guessed from it.
                 "loaded_at": runtime.loaded_at,
                 "namespaces": len(runtime.settings.namespaces),
                 "last_reload_error": holder.last_error,
