@@ -9,6 +9,7 @@ rather than normalised: the service must never allow what the upstream will trea
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
@@ -35,6 +36,7 @@ _PORT = re.compile(r"^[0-9]{1,5}$")
 _UNSAFE_RAW = re.compile(r"[\x00-\x20\x7f\\#]")
 _UNSAFE_DECODED = re.compile(r"[\x00-\x1f\x7f\\/]")
 _HC_PREFIX = "$hc"
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,10 @@ class ResourcePath:
 
 def canonical_host(authority: str) -> str:
     """The lower-case host of a Host header or URI authority, without its port; raises ``ValueError``."""
-    host = authority.strip().lower()
+    host = authority.strip(" \t")
+    if not host.isascii():  # never fold or strip a non-ASCII spelling into an ASCII name ("\u212a" -> "k")
+        raise ValueError("non-ASCII host")
+    host = host.lower()
     if host.startswith("["):  # an IPv6 literal: kept as written, never a configured namespace name
         end = host.find("]")
         if end < 0 or (host[end + 1 :] and not _valid_port(host[end + 2 :], host[end + 1])):
@@ -91,7 +96,8 @@ def canonical_segments(path: str) -> tuple[str, ...]:
         decoded = unquote_to_bytes(part).decode("utf-8", errors="strict")
         if decoded in ("", ".", "..") or _UNSAFE_DECODED.search(decoded):
             raise ValueError("empty, dot or encoded-separator segment")
-        segments.append(decoded.lower())
+        # ASCII letters only: str.lower() would turn the Kelvin sign "\u212a" into "k", another resource upstream
+        segments.append(decoded.lower() if decoded.isascii() else decoded.translate(_ASCII_LOWER))
     if segments and segments[0] == _HC_PREFIX:
         segments.pop(0)
     return tuple(segments)
