@@ -1,0 +1,30 @@
+# gateway-authz container image. Build and run:
+#   docker build -t gateway-authz:0.1.0 .
+#   docker run --rm -p 8080:8080 -p 8081:8081 gateway-authz:0.1.0
+# The install step is the README's (`pip install .` of this repository); the command is the README's
+# `gateway-authz serve`, listening on all addresses. k8s/ mounts the real config over /etc/gateway-authz/.
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway_authz ./gateway_authz
+RUN python -m venv /opt/gateway-authz \
+ && /opt/gateway-authz/bin/pip install . \
+ && /opt/gateway-authz/bin/python -m compileall -q /opt/gateway-authz
+
+FROM python:3.11-slim-bookworm
+# A fixed numeric non-root user, so Kubernetes' runAsNonRoot can verify it (k8s/ uses 10001 too).
+RUN groupadd --system --gid 10001 gateway-authz \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin gateway-authz
+COPY --from=build /opt/gateway-authz /opt/gateway-authz
+# The shipped default config (DEMO KEYS, see its header) so the image runs on its own; replace it in production.
+COPY config/gateway-authz.yaml /etc/gateway-authz/config.yaml
+ENV PATH=/opt/gateway-authz/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 10001:10001
+# decision (Envoy HTTP ext_authz, NGINX auth_request, forward auth), admin (/healthz /readyz /metrics), gRPC ext_authz
+EXPOSE 8080 8081 9001
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["gateway-authz"]
+CMD ["serve", "--host", "0.0.0.0", "--config", "/etc/gateway-authz/config.yaml"]
