@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .audit import AuditLog
 from .credentials import FoundCredential, find_credential, parse_query
-from .errors import AuthzError, CannotVerify, InvalidCredential
+from .errors import AuthzError, CannotVerify, InvalidCredential, NotPermitted
 from .metrics import Metrics
 from .model import AuthzRequest, Decision, Right
 from .reload import Runtime
@@ -78,9 +78,10 @@ class DecisionService:
 
     async def decide(self, request: AuthzRequest) -> Decision:
         started = time.perf_counter()
-        runtime = self._source.runtime
+        runtime: Runtime | None = None
         context = _Context()
         try:
+            runtime = self._source.runtime  # inside the try: a failing source is a deny like any other fault
             decision = await self._decide(request, runtime, context)
         except AuthzError as error:
             decision = _deny(error, context)
@@ -88,7 +89,7 @@ class DecisionService:
             if self._ops_log is not None:
                 self._ops_log.error("authz.internal_error", error=type(exc).__name__, gateway=request.gateway)
             decision = _deny(CannotVerify("internal_error", type(exc).__name__), context)
-        dry_run = not decision.allowed and _dry_run(request, runtime, decision)
+        dry_run = not decision.allowed and runtime is not None and _dry_run(request, runtime, decision)
         if dry_run:  # logged and counted as the deny it is (with the status it would have had); answered below
             decision = dataclasses.replace(decision, dry_run=True)
         elapsed = time.perf_counter() - started
@@ -104,6 +105,8 @@ class DecisionService:
         return _dry_run_pass(decision, context) if dry_run else decision
 
     async def _decide(self, request: AuthzRequest, runtime: Runtime, context: _Context) -> Decision:
+        if not request.method:  # absent or repeated X-Original-Method: a guess could skip a management route
+            raise NotPermitted("malformed_request", "the gateway did not say which method the request used")
         path, query_string = split_target(request.target)
         resolved = runtime.policy.resolve(request.host, path)
         context.namespace = resolved.namespace.name
