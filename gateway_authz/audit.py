@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 import orjson
 import structlog
@@ -23,15 +24,31 @@ __all__ = ["AuditLog", "make_ops_logger", "redact_target"]
 
 Sink = Callable[[bytes], object]
 
-_TOKEN_PARAM = re.compile(r"(?i)((?:^|[?&])sb-hc-token=)[^&]*")
 _SECRETS = re.compile(
     r"(?i)(sig=)[^&\s\"]+|SharedAccessSignature\s+\S+|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
 )
+# What a query value carrying a credential looks like once form-decoded (a SAS token, or still escaped once more).
+_CREDENTIAL_VALUE = re.compile(r"(?i)sig(?:=|%3d)|SharedAccessSignature|eyJ[A-Za-z0-9_-]{4,}\.")
 
 
 def redact_target(target: str) -> str:
-    """The request target as it may be logged: the ``sb-hc-token`` value removed."""
-    return _TOKEN_PARAM.sub(r"\1[removed]", target) if "sb-hc-token" in target.lower() else target
+    """The request target as it may be logged, without credentials in its query.
+
+    The value of ``sb-hc-token`` in any spelling a lenient reader would accept (``SB-HC-TOKEN``,
+    ``sb%2Dhc%2Dtoken``) is removed, and so is any other query value that carries a token: a request the service
+    refuses (or does not read the parameter of) still must not put the token into the log.
+    """
+    path, sep, query = target.partition("?")
+    if not sep or not query:
+        return target
+    pairs = query.split("&")
+    changed = False
+    for i, pair in enumerate(pairs):
+        name, eq, value = pair.partition("=")
+        if unquote(name).lower() == "sb-hc-token" or _CREDENTIAL_VALUE.search(unquote_plus(value or name)):
+            pairs[i] = f"{name}=[removed]" if eq else "[removed]"
+            changed = True
+    return f"{path}?{'&'.join(pairs)}" if changed else target
 
 
 def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
