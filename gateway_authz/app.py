@@ -17,8 +17,9 @@ import orjson
 from aiohttp import web
 
 from .adapters import envoy_http, forward_auth, nginx
-from .appkeys import HOLDER, METRICS, SERVICE
+from .appkeys import HOLDER, JWT, METRICS, SERVICE
 from .audit import AuditLog, Sink, make_ops_logger
+from .identity import EntraAuthorizer
 from .metrics import Metrics
 from .reload import ConfigHolder, Loader
 from .service import DecisionService
@@ -58,11 +59,15 @@ def create_app(
         clock=clock,
     )
     audit = AuditLog(audit_sink) if audit_sink is not None else AuditLog()
-    service = DecisionService(holder, audit=audit, metrics=metrics, clock=clock, ops_log=ops_log)
+    jwt = EntraAuthorizer(settings, metrics=metrics, ops_log=ops_log)
+    holder.on_change.append(jwt.reconfigure)
+    service = DecisionService(holder, audit=audit, metrics=metrics, clock=clock, ops_log=ops_log, jwt=jwt)
     app = web.Application()
     app[SERVICE] = service
     app[HOLDER] = holder
     app[METRICS] = metrics
+    app[JWT] = jwt
+    app.cleanup_ctx.append(jwt.lifecycle)
     app.router.add_route("*", envoy_http.PATH_PREFIX + "{tail:(/.*)?}", envoy_http.handle)
     app.router.add_route("*", "/auth", nginx.handle)
     app.router.add_route("*", "/forward-auth", forward_auth.handle)
@@ -90,14 +95,26 @@ def create_admin_app(decision_app: web.Application) -> web.Application:
     admin = web.Application()
     holder = decision_app[HOLDER]
     metrics = decision_app[METRICS]
+    jwt = decision_app[JWT]
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
         runtime = holder.runtime
+        issuers = [
+            {
+                "issuer": status.issuer,
+                "loaded": status.loaded,
+                "stale": status.stale,
+                "keys": status.key_count,
+                "last_error": status.last_error,
+            }
+            for status in jwt.keys.status()
+        ]
+        degraded = bool(holder.last_error) or any(not i["loaded"] or i["stale"] for i in issuers)
         body: dict[str, Any] = {
-            "status": "degraded" if holder.last_error else "ready",
+            "status": "degraded" if degraded else "ready",
             "config": {
                 "source": holder.path,
                 # No fingerprint here: it is a digest over the resolved keys, and a weak key could be guessed from it.
@@ -105,9 +122,11 @@ def create_admin_app(decision_app: web.Application) -> web.Application:
                 "namespaces": len(runtime.settings.namespaces),
                 "last_reload_error": holder.last_error,
             },
+            "issuers": issuers,
         }
-        # Still 200 when degraded: the last good configuration is serving, and taking every replica out of
-        # rotation over one bad ConfigMap edit would turn a rollout mistake into an outage.
+        # Still 200 when degraded: the last good configuration and keys are serving, SAS decisions never need an
+        # issuer, and taking every replica out of rotation over one bad ConfigMap edit or an identity provider
+        # outage would turn a partial problem into a full one. The body and the metrics say what is degraded.
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def metrics_handler(_request: web.Request) -> web.Response:

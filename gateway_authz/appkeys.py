@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .identity import EntraAuthorizer
     from .metrics import Metrics
     from .reload import ConfigHolder
     from .service import DecisionService
 
-__all__ = ["HOLDER", "METRICS", "SERVICE"]
+__all__ = ["HOLDER", "JWT", "METRICS", "SERVICE"]
 
 SERVICE: web.AppKey[DecisionService] = web.AppKey("service")
 HOLDER: web.AppKey[ConfigHolder] = web.AppKey("holder")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+JWT: web.AppKey[EntraAuthorizer] = web.AppKey("jwt")

@@ -18,6 +18,7 @@ from .cache import DecisionCache
 from .errors import ConfigError
 from .metrics import Metrics
 from .policy import CompiledPolicy
+from .rbac import RbacPolicy
 from .settings import Settings
 
 __all__ = ["ConfigHolder", "Runtime"]
@@ -31,6 +32,7 @@ class Runtime:
 
     settings: Settings
     policy: CompiledPolicy
+    rbac: RbacPolicy
     cache: DecisionCache
     loaded_at: float
 
@@ -40,6 +42,7 @@ class Runtime:
         return cls(
             settings=settings,
             policy=CompiledPolicy(settings),
+            rbac=RbacPolicy.from_settings(settings),
             cache=DecisionCache(maxsize=cache.decision_max_entries, ttl=cache.decision_ttl_seconds, clock=clock),
             loaded_at=clock(),
         )
@@ -65,6 +68,7 @@ class ConfigHolder:
         self._clock = clock
         self.runtime = Runtime.build(settings, clock=clock)
         self.last_error: str | None = None
+        self.on_change: list[Callable[[Settings], None]] = []  # run before a new configuration starts serving
         metrics.config_loaded(self.runtime.loaded_at)
 
     def reload(self) -> bool:
@@ -82,7 +86,14 @@ class ConfigHolder:
         if settings.fingerprint == self.runtime.settings.fingerprint:
             self._metrics.config_reloads.labels("unchanged").inc()
             return False
-        self.runtime = Runtime.build(settings, clock=self._clock)
+        try:
+            runtime = Runtime.build(settings, clock=self._clock)
+            for hook in self.on_change:
+                hook(settings)
+        except Exception as exc:  # a config the loader passed but a component refuses: keep the last good one
+            self._failed([f"{type(exc).__name__}: {exc}"])
+            return False
+        self.runtime = runtime
         self._metrics.config_reloads.labels("changed").inc()
         self._metrics.config_loaded(self.runtime.loaded_at)
         self._log.info("config.reloaded", path=self.path, fingerprint=settings.fingerprint[:12])
