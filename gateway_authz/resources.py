@@ -94,7 +94,8 @@ def canonical_segments(path: str) -> tuple[str, ...]:
     segments: list[str] = []
     for part in raw:
         decoded = unquote_to_bytes(part).decode("utf-8", errors="strict")
-        if decoded in ("", ".", "..") or _UNSAFE_DECODED.search(decoded):
+        # Servlet-style upstreams drop ";params" from a segment before resolving dots: "..;x" is ".." to them.
+        if decoded.partition(";")[0] in ("", ".", "..") or _UNSAFE_DECODED.search(decoded):
             raise ValueError("empty, dot or encoded-separator segment")
         # ASCII letters only: str.lower() would turn the Kelvin sign "\u212a" into "k", another resource upstream
         segments.append(decoded.lower() if decoded.isascii() else decoded.translate(_ASCII_LOWER))
