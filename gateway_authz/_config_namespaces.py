@@ -14,6 +14,7 @@ import re
 from ._config_reader import Reader, at
 from ._config_secrets import Secrets
 from .model import Right
+from .resources import canonical_segments
 from .settings import AuthorizationRule, Entity, EntityKind, ManagementRoute, Namespace
 
 __all__ = ["MAX_RULES_PER_SCOPE", "read_namespaces"]
@@ -314,5 +315,10 @@ def _route_path(reader: Reader, value: object, location: str) -> str | None:
     trimmed = path.removesuffix("/")
     if any(not _ROUTE_SEGMENT.fullmatch(s) or s in {".", ".."} for s in trimmed[1:].split("/")):
         reader.add(location, "must be a plain path: non-empty segments, no '.', '..', '%', '?', '#' or spaces")
+        return None
+    try:  # the request canonicaliser has the last word: a path it refuses could never match, and would not compile
+        canonical_segments(trimmed)
+    except ValueError:
+        reader.add(location, "is not a canonical request path (a '..;' segment, a repeated '$hc' prefix…)")
         return None
     return trimmed.lower()

@@ -84,7 +84,8 @@ def canonical_segments(path: str) -> tuple[str, ...]:
     """Decode a raw absolute path into lower-case segments; raises ``ValueError`` on anything ambiguous.
 
     A leading ``$hc`` segment is dropped (``/$hc/x`` names the same entity as ``/x``) and so is one trailing
-    slash. Each segment is percent-decoded exactly once, strictly as UTF-8.
+    slash; ``/$hc/$hc/…`` is refused, so that a canonical path never starts with ``$hc`` and canonicalising
+    is idempotent. Each segment is percent-decoded exactly once, strictly as UTF-8.
     """
     if not path.startswith("/") or _UNSAFE_RAW.search(path) or _PCT.search(path):
         raise ValueError("path is not a clean absolute path")
@@ -101,6 +102,8 @@ def canonical_segments(path: str) -> tuple[str, ...]:
         segments.append(decoded.lower() if decoded.isascii() else decoded.translate(_ASCII_LOWER))
     if segments and segments[0] == _HC_PREFIX:
         segments.pop(0)
+        if segments and segments[0] == _HC_PREFIX:  # one strip or two? Either reading is a guess: refuse
+            raise ValueError("repeated $hc prefix")
     return tuple(segments)
 
 
