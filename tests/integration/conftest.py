@@ -11,9 +11,10 @@ shares one set of processes:
 - ``authz_service``     the running service (``_procs.AuthzProcess``: ports, log paths, config path).
 - ``audit``             ``_procs.AuditLog`` over the service's stdout.
 - ``echo_upstream``     the echo application (``Echo``: port, process).
-- ``envoy_http_gateway`` / ``nginx_gateway``   a ``Gateway`` each, running the shipped configs from ``k8s/``.
+- ``envoy_http_gateway`` / ``envoy_grpc_gateway`` / ``nginx_gateway``   a ``Gateway`` each, running the shipped
+                        configs from ``k8s/`` (the gRPC one needs ``authz_options`` ``{"grpc": True}``).
 - ``gateway``           parametrized over ``GATEWAYS``; add a column by adding a name and a fixture to
-                        ``GATEWAY_FIXTURES`` (e.g. ``"envoy-grpc": "envoy_grpc_gateway"``).
+                        ``GATEWAY_FIXTURES``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ try:  # tests/ is a rootdir-inserted path today; keep working if it becomes a pa
 except ImportError:  # pragma: no cover
     from tests._sas_sdk import MintedToken, mint_sas  # type: ignore[no-redef]
 
-# The gateway columns of every scenario table. A later column (envoy-grpc) must give identical outcomes.
-GATEWAYS: tuple[str, ...] = ("envoy-http", "nginx")
-GATEWAY_FIXTURES: dict[str, str] = {"envoy-http": "envoy_http_gateway", "nginx": "nginx_gateway"}
+# The gateway columns of every scenario table; every column must give identical outcomes. A module using them
+# starts the service with ``authz_options`` ``{"grpc": True}`` (the envoy-grpc column needs the gRPC port).
+GATEWAYS: tuple[str, ...] = ("envoy-http", "envoy-grpc", "nginx")
+GATEWAY_FIXTURES: dict[str, str] = {
+    "envoy-http": "envoy_http_gateway",
+    "envoy-grpc": "envoy_grpc_gateway",
+    "nginx": "nginx_gateway",
+}
 
 
 # --------------------------------------------------------------------------------------------------- failure logs
@@ -291,6 +297,22 @@ def envoy_http_gateway(
     )
     with _procs.stopping(proc):
         yield Gateway("envoy-http", port, proc, relays_deny_body=True, strips_query_token=False, sent=sent_request_ids)
+
+
+@pytest.fixture(scope="module")
+def envoy_grpc_gateway(
+    authz_service: AuthzProcess, echo_upstream: Echo, integration_dir: Path, sent_request_ids: list[str]
+) -> Iterator[Gateway]:
+    """Envoy in gRPC mode (``envoy-grpc.yaml``); the module must start the service with ``{"grpc": True}``."""
+    if authz_service.grpc_port is None:
+        pytest.fail("envoy_grpc_gateway needs the service's gRPC port: authz_options = {'grpc': True}", pytrace=False)
+    proc, port, _admin = _procs.start_envoy(
+        "envoy-grpc.yaml",
+        integration_dir,
+        clusters={"app": echo_upstream.port, "gateway_authz_grpc": authz_service.grpc_port},
+    )
+    with _procs.stopping(proc):
+        yield Gateway("envoy-grpc", port, proc, relays_deny_body=True, strips_query_token=True, sent=sent_request_ids)
 
 
 @pytest.fixture(scope="module")

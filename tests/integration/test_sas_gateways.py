@@ -1,6 +1,7 @@
 """Azure Relay SAS authorization end to end: client -> real Envoy / NGINX -> gateway-authz -> echo upstream.
 
-One scenario table, run through every gateway column of ``conftest.GATEWAYS`` with identical expected outcomes.
+One scenario table, run through every gateway column of ``conftest.GATEWAYS`` (Envoy HTTP mode, Envoy gRPC mode,
+NGINX) with identical expected outcomes.
 Tokens are minted at test time by the Azure SDK's own signing function (``tests/_sas_sdk.py``). The gateways
 run the configs shipped in ``k8s/`` with only addresses, ports and paths substituted.
 """
@@ -23,6 +24,13 @@ from ._procs import AuditLog, AuthzProcess, EchoSeen, Response
 from .conftest import Gateway, SasConfig, new_key
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def authz_options() -> dict[str, Any]:
+    """The service also serves gRPC, for the ``envoy-grpc`` column."""
+    return {"grpc": True}
+
 
 SPOOFED = (("x-authz-auth", "spoofed"), ("x-authz-principal", "spoofed-principal"), ("x-authz-right", "Manage"))
 AUDIT_FIELDS = {
@@ -367,10 +375,15 @@ def _logs_with_secrets(paths: list[Any], secrets: list[str]) -> list[str]:
 
 
 def test_no_secret_in_any_log(
-    sas_config: SasConfig, authz_service: AuthzProcess, envoy_http_gateway: Gateway, nginx_gateway: Gateway
+    sas_config: SasConfig,
+    authz_service: AuthzProcess,
+    envoy_http_gateway: Gateway,
+    envoy_grpc_gateway: Gateway,
+    nginx_gateway: Gateway,
 ) -> None:
     """No key, signature or whole token in the service's stdout/stderr (or the gateways' logs), every carrier."""
-    for gw in (envoy_http_gateway, nginx_gateway):
+    gateways = (envoy_http_gateway, envoy_grpc_gateway, nginx_gateway)
+    for gw in gateways:
         good = sas_config.mint("OrdersSend", "/orders")
         bad = sas_config.mint("OrdersSend", "/orders", key=new_key())
         for token in (good, bad):
@@ -379,7 +392,7 @@ def test_no_secret_in_any_log(
             gw.request("GET", f"/orders?sb-hc-token={token.query_value}")
     time.sleep(0.2)
     logs = [authz_service.stdout_path, authz_service.stderr_path]
-    for gw in (envoy_http_gateway, nginx_gateway):
+    for gw in gateways:
         logs.extend([gw.proc.stdout_path, gw.proc.stderr_path, *gw.proc.extra_logs])
     leaked = _logs_with_secrets(logs, _secrets(sas_config))
     assert not leaked, f"secrets in logs: {leaked}"
