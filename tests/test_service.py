@@ -1,0 +1,265 @@
+"""The decision core: ``DecisionService.decide`` never raises, never allows from an error path, fills a deny's
+context, applies dry-run as designed, and follows a configuration swap (key rotation) without a restart.
+
+Specifications for :mod:`gateway_authz.service`, driven through ``create_app(settings, audit_sink=list.append,
+watch_config=False)`` and ``app[SERVICE]`` with a fake clock, or through ``DecisionService`` directly where a fake
+seam (a broken configuration source, a fake JWT authorizer) is the point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from _factories import (
+    HOST,
+    NOW,
+    ORDERS_LISTEN,
+    ORDERS_LISTEN_KEY,
+    ROOT,
+    ROOT_PRIMARY,
+    ROOT_RULE,
+    ROOT_SECONDARY,
+    assert_decision,
+    contoso,
+    harness,
+    make_request,
+    make_settings,
+    mint,
+)
+
+from gateway_authz.audit import AuditLog
+from gateway_authz.errors import InvalidCredential
+from gateway_authz.metrics import Metrics
+from gateway_authz.model import AuthzRequest, Decision, Right, headers_from_pairs
+from gateway_authz.reload import Runtime
+from gateway_authz.resources import ResolvedResource
+from gateway_authz.service import DecisionService
+from gateway_authz.settings import AuthorizationRule
+
+TOKEN = mint("/orders")
+
+
+class BrokenSource:
+    """A configuration source whose ``runtime`` raises (a bug, a torn reload): the service must still deny."""
+
+    @property
+    def runtime(self) -> Runtime:
+        raise RuntimeError("configuration source exploded")
+
+
+class BrokenPolicyRuntime:
+    """A source serving a runtime whose policy raises an unexpected exception mid-decision."""
+
+    def __init__(self) -> None:
+        good = Runtime.build(make_settings())
+
+        class _Policy:
+            def resolve(self, host: str, path: str) -> ResolvedResource:
+                raise KeyError("bug in the policy")
+
+        self.runtime = replace(good, policy=_Policy())  # type: ignore[arg-type]
+
+
+def direct_service(source: Any, *, jwt: Any = None) -> tuple[DecisionService, list[bytes], list[bytes]]:
+    audit: list[bytes] = []
+    ops: list[bytes] = []
+    from gateway_authz.audit import make_ops_logger
+
+    service = DecisionService(
+        source, audit=AuditLog(audit.append), metrics=Metrics(), jwt=jwt, ops_log=make_ops_logger(ops.append)
+    )
+    return service, audit, ops
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Never raises, never allows from an error path
+# --------------------------------------------------------------------------------------------------------------
+
+
+async def test_decide_never_raises_when_the_configuration_source_fails() -> None:
+    """A configuration source that raises ends in a 503 deny with one audit line, not an exception."""
+    service, audit, _ops = direct_service(BrokenSource())
+    decision = await service.decide(make_request("/orders", sba=TOKEN))
+    assert_decision(decision, 503, "internal_error")
+    assert len(audit) == 1
+
+
+async def test_an_unexpected_exception_inside_the_policy_is_a_503_deny() -> None:
+    """A bug inside the decision path is a 503 ``internal_error`` deny, audited, and logged on the ops log."""
+    service, audit, ops = direct_service(BrokenPolicyRuntime())
+    decision = await service.decide(make_request("/orders", sba=TOKEN))
+    assert_decision(decision, 503, "internal_error")
+    assert len(audit) == 1 and b'"decision":"deny"' in audit[0]
+    assert any(b"authz.internal_error" in line for line in ops)
+    assert all(TOKEN.encode() not in line for line in audit + ops)
+
+
+class _FakeJwt:
+    """A JWT authorizer seam: allows every token, or raises what it is given."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.seen: list[str] = []
+
+    async def authorize(
+        self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
+    ) -> Decision:
+        self.seen.append(token)
+        if self.error is not None:
+            raise self.error
+        return Decision.allow(
+            auth="jwt", principal="oid-1", right=rights[0], namespace=resolved.namespace.name, entity="orders"
+        )
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self.runtime = Runtime.build(make_settings(), clock=lambda: NOW)
+
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
+
+
+async def test_jwt_allow_carries_the_carrier_to_strip() -> None:
+    """A JWT allow gets the credential carrier to strip from the service, whatever the authorizer returned."""
+    jwt = _FakeJwt()
+    service, _audit, _ops = direct_service(_Holder(), jwt=jwt)
+    decision = await service.decide(make_request("/orders", authorization=f"Bearer {JWT}"))
+    assert_decision(decision, 200, "allowed")
+    assert jwt.seen == [JWT]
+    assert decision.strip_headers == ("authorization",)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [(InvalidCredential("expired"), 401, "expired"), (ValueError("boom"), 503, "internal_error")],
+)
+async def test_jwt_authorizer_failures_are_denies(error: Exception, status: int, reason: str) -> None:
+    """Whatever the JWT authorizer raises, expected or not, ends in a deny with its status."""
+    service, audit, _ops = direct_service(_Holder(), jwt=_FakeJwt(error))
+    assert_decision(await service.decide(make_request("/orders", sba=JWT)), status, reason)
+    assert len(audit) == 1
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        AuthzRequest("nginx", "", HOST, "/$admin", headers_from_pairs([("ServiceBusAuthorization", mint("/"))])),
+        AuthzRequest("nginx", "POST", HOST, "", headers_from_pairs([("ServiceBusAuthorization", mint("/"))])),
+        AuthzRequest("nginx", "POST", "", "/orders", headers_from_pairs([("ServiceBusAuthorization", mint("/"))])),
+    ],
+    ids=["no-method", "no-target", "no-host"],
+)
+async def test_a_request_missing_method_target_or_host_is_403_malformed(request_: AuthzRequest) -> None:
+    """An adapter that could not read the method, target or host must get a deny, never a decision on a guess."""
+    assert_decision(await harness().decide(request_), 403, "malformed_request")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What a decision says
+# --------------------------------------------------------------------------------------------------------------
+
+
+async def test_allow_names_principal_right_namespace_entity_and_expiry() -> None:
+    """A SAS allow names the key, the right, the namespace and entity, and expires with the token."""
+    decision = await harness().decide(make_request("/orders/x", sba=TOKEN))
+    assert_decision(decision, 200, "allowed")
+    assert (decision.auth, decision.principal, decision.right) == ("sas", ROOT, Right.SEND)
+    assert (decision.namespace, decision.entity) == ("contoso", "orders")
+    assert decision.expires_at == NOW + 3600
+    assert dict(decision.audit) == {"key_name": ROOT, "key_slot": "primary"}
+
+
+async def test_deny_keeps_what_was_known_namespace_entity_right_principal() -> None:
+    """A 403 still says which namespace, entity, right and key name it was about (for the audit)."""
+    token = mint("/orders", ORDERS_LISTEN, ORDERS_LISTEN_KEY)
+    decision = await harness().decide(make_request("/orders", sba=token, action="connect"))
+    assert_decision(decision, 403, "insufficient_rights")
+    assert (decision.namespace, decision.entity, decision.right) == ("contoso", "orders", Right.SEND)
+    assert (decision.auth, decision.principal) == ("sas", ORDERS_LISTEN)
+
+
+async def test_unknown_namespace_host_is_403() -> None:
+    """A Host that no namespace serves is a 403 ``unknown_namespace``, whatever the credential."""
+    decision = await harness().decide(make_request("/orders", host="other.example", sba=TOKEN))
+    assert_decision(decision, 403, "unknown_namespace")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dry-run
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "context"),
+    [
+        (make_settings(dry_run=True), {}),
+        (make_settings(namespaces=(contoso(dry_run=True),)), {}),
+        (make_settings(), {"dry_run": "true"}),
+    ],
+    ids=["global", "namespace", "route"],
+)
+async def test_dry_run_answers_a_deny_with_200_vouching_for_nobody(settings: Any, context: dict[str, str]) -> None:
+    """Dry-run: a would-be deny is answered 200 as anonymous (no principal), audited as a deny with its status."""
+    h = harness(settings)
+    forged = mint("/orders", ROOT, "x" * 44)
+    decision = await h.decide(make_request("/orders", sba=forged, context=context))
+    assert decision.allowed and decision.status == 200 and decision.dry_run
+    assert (decision.auth, decision.principal) == ("anonymous", "")
+    assert decision.reason == "bad_signature"
+    assert decision.strip_headers == ("servicebusauthorization",)
+    (event,) = h.events()
+    assert (event["decision"], event["status"], event["reason"], event["dry_run"]) == (
+        "deny",
+        401,
+        "bad_signature",
+        True,
+    )
+
+
+async def test_dry_run_does_not_touch_an_allow() -> None:
+    """Dry-run changes nothing about an allow."""
+    decision = await harness(make_settings(dry_run=True)).decide(make_request("/orders", sba=TOKEN))
+    assert_decision(decision, 200, "allowed")
+    assert not decision.dry_run and decision.principal == ROOT
+
+
+async def test_dry_run_of_another_namespace_does_not_apply() -> None:
+    """A namespace's dry-run flag applies to its own requests only."""
+    quiet = contoso(dry_run=False)
+    loud = replace(contoso(dry_run=True), name="other", hosts=("other.servicebus.windows.net",))
+    h = harness(make_settings(namespaces=(quiet, loud)))
+    assert_decision(await h.decide(make_request("/orders")), 401, "missing_credential")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Configuration swaps: key rotation without a restart
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _with_root(rule: AuthorizationRule, fingerprint: str) -> Any:
+    return make_settings(namespaces=(contoso(rules=(rule,)),), fingerprint=fingerprint)
+
+
+async def test_key_rotation_takes_effect_on_reload_without_restart() -> None:
+    """After the config swaps keys (old secondary promoted, old primary retired), old-primary tokens fail at once."""
+    h = harness(_with_root(ROOT_RULE, "v1"))
+    old_primary = mint("/orders", key=ROOT_PRIMARY)
+    old_secondary = mint("/orders", key=ROOT_SECONDARY)
+    assert_decision(await h.decide(make_request("/orders", sba=old_primary)), 200, "allowed")
+    assert_decision(await h.decide(make_request("/orders", sba=old_secondary)), 200, "allowed")
+
+    rotated = AuthorizationRule(ROOT, ROOT_SECONDARY, "n" * 44, ROOT_RULE.rights)
+    assert h.swap_settings(_with_root(rotated, "v2")) is True
+    assert_decision(await h.decide(make_request("/orders", sba=old_primary)), 401, "bad_signature")
+    decision = await h.decide(make_request("/orders", sba=old_secondary))
+    assert_decision(decision, 200, "allowed")
+    assert decision.audit["key_slot"] == "primary"
+
+
+async def test_a_reload_with_the_same_fingerprint_keeps_the_runtime() -> None:
+    """An unchanged configuration (same fingerprint) is not rebuilt, so its cache survives."""
+    h = harness()
+    assert h.swap_settings(make_settings()) is False
