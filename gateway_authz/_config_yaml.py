@@ -52,7 +52,12 @@ def _mark(line: int, column: int) -> str:
 
 def parse_tree(text: str) -> tuple[object, list[ConfigProblem]]:
     """The document as plain Python values, with the problems that stop it from being one."""
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as exc:  # the reader refuses control characters before parsing starts
+        line, column = text.count("\n", 0, exc.position), exc.position - (text.rfind("\n", 0, exc.position) + 1)
+        problem = ConfigProblem(_mark(line, column), f"not valid YAML: character {exc.character:#04x} is not allowed")
+        return _json_fallback(text, problem)
     try:
         tree: object = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
