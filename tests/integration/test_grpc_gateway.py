@@ -195,12 +195,9 @@ def test_route_right_only_on_its_route(gw: Gateway, sas_config: SasConfig) -> No
 
 
 # Envoy matches routes on the raw path, case-sensitively; the service canonicalises (percent-decoding, lower
-# case, a leading $hc dropped). So these name the same resource as /$admin to the service, and to most upstreams,
-# but miss the shipped `prefix: /$admin` route and arrive without right=Manage. Fixed in the shipped Envoy config
-# by `normalize_path: true` + `merge_slashes: true` on the HCM and a case-insensitive route regex accepting %24 and a
-# $hc/ prefix, or in the service config by `managementRoutes: [{path: /$admin}]` (matched on the canonical path).
-# Strict xfail: once the shipped config is fixed these pass, and the marker must go.
-@pytest.mark.xfail(reason="shipped envoy-grpc.yaml matches /$admin by raw prefix only", strict=True)
+# case, a leading $hc dropped). These spellings name /$admin to the service and to most upstreams, so the shipped
+# config's route (normalize_path, merge_slashes and a case-insensitive regex accepting %24 and a $hc/ prefix) must
+# catch them all.
 @pytest.mark.parametrize("target", ["/%24admin/x", "/$ADMIN/x", "/$hc/$admin/x", "/%24%61dmin"])
 def test_route_right_holds_for_other_spellings_of_the_route(gw: Gateway, sas_config: SasConfig, target: str) -> None:
     """Every spelling of /$admin the service treats as /$admin needs Manage too, not only the literal one."""
