@@ -362,7 +362,9 @@ class Harness:
     def swap_settings(self, settings: Settings) -> bool:
         """Make the next reload read ``settings`` (as a changed file would); returns whether it swapped."""
         self.loader.settings = settings
-        return self.app[HOLDER].reload()
+        holder = self.app[HOLDER]
+        holder._loader = self.loader  # back to the good "file", should a test have made reloads fail meanwhile
+        return holder.reload()
 
 
 class _SwapLoader:
