@@ -82,7 +82,7 @@ class EntraAuthorizer:
     ) -> Decision:
         verified = await self.keys.verify(token, now=now)
         namespace, entity = resolved.namespace, resolved.entity
-        scope = namespace.entity_scope(entity) if entity is not None else namespace.scope
+        scope = _arm_scope(resolved)
         audit = {"issuer": verified.issuer, "tenant": verified.tenant}
         if verified.groups_overage:
             audit["groups_overage"] = "true"  # the token named no groups: only direct assignments could match
@@ -122,3 +122,31 @@ class EntraAuthorizer:
             audit=audit | {"role": grant.role_name, "scope": grant.scope, "via": grant.via},
             expires_at=verified.expires_at,
         )
+
+    async def explain(
+        self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
+    ) -> tuple[str, ...]:
+        """For ``gateway-authz check``: each of the token's principal's assignments and whether it applies.
+
+        Raises like :meth:`authorize` when the token does not verify (then there is nothing to explain).
+        """
+        verified = await self.keys.verify(token, now=now)
+        scope = _arm_scope(resolved)
+        kind = resolved.entity.kind if resolved.entity is not None else None
+        lines: list[str] = []
+        for right in rights:
+            permission = permission_for(right, kind)
+            found = runtime.rbac.explain(verified.oid, verified.groups, scope, permission)
+            lines.extend(f"{permission.action}: {line}" if len(rights) > 1 else line for line in found)
+        if not lines:
+            groups = " or to any group in the token" if verified.groups else ""
+            lines.append(f"no role assignment is made to {verified.oid}{groups}")
+        if verified.groups_overage:
+            lines.append("groups overage: the token names no groups, so group assignments were not evaluated")
+        return tuple(lines)
+
+
+def _arm_scope(resolved: ResolvedResource) -> str:
+    """The ARM id of the resource a request addresses: the entity's, or the namespace's when no entity matched."""
+    namespace, entity = resolved.namespace, resolved.entity
+    return namespace.entity_scope(entity) if entity is not None else namespace.scope
