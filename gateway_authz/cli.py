@@ -8,12 +8,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
 
 from .errors import ConfigError
-from .settings import Entity, Namespace
+from .settings import Entity, Namespace, Settings
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .model import AuthzRequest
 
 __all__ = ["main"]
 
@@ -178,8 +184,6 @@ def _token_entity(namespace: Namespace, name: str | None, resource: str) -> Enti
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .app import create_app
-    from .appkeys import SERVICE
     from .config import load_settings
     from .model import AuthzRequest, headers_from_pairs
 
@@ -201,20 +205,66 @@ def _check(args: argparse.Namespace) -> int:
         headers=headers_from_pairs(pairs),
         scheme=url.scheme or "https",
     )
-    app = create_app(settings, audit_sink=lambda _line: None, watch_config=False)
-    decision = asyncio.run(app[SERVICE].decide(request))
-    report = {
-        "decision": "allow" if decision.allowed else "deny",
-        "status": decision.status,
-        "reason": decision.reason,
-        "auth": decision.auth,
-        "principal": decision.principal,
-        "right": decision.right.value if decision.right else None,
-        "namespace": decision.namespace,
-        "entity": decision.entity,
-        **decision.audit,
-    }
-    if decision.detail:
-        report["detail"] = decision.detail
+    report = asyncio.run(_decide_offline(settings, request))
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-    return 0 if decision.allowed else 1
+    return 0 if report["decision"] == "allow" else 1
+
+
+async def _decide_offline(settings: Settings, request: AuthzRequest) -> dict[str, object]:
+    """Decide ``request`` in a started (but not listening) app, so issuers' keys are fetched as when serving.
+
+    The app's startup and cleanup run around the decision: the JWKS client session and the key refresher live in
+    its ``cleanup_ctx``. For a JWT the report also lists the principal's role assignments and why each does or
+    does not apply; the token itself is never printed.
+    """
+    from aiohttp import web
+
+    from .app import create_app
+    from .appkeys import SERVICE
+
+    app = create_app(settings, audit_sink=lambda _line: None, watch_config=False)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        decision = await app[SERVICE].decide(request)
+        report: dict[str, object] = {
+            "decision": "allow" if decision.allowed else "deny",
+            "status": decision.status,
+            "reason": decision.reason,
+            "auth": decision.auth,
+            "principal": decision.principal,
+            "right": decision.right.value if decision.right else None,
+            "namespace": decision.namespace,
+            "entity": decision.entity,
+            **decision.audit,
+        }
+        if decision.detail:
+            report["detail"] = decision.detail
+        if decision.auth == "jwt" and decision.status in (200, 403):
+            assignments = await _explain_jwt(app, request)
+            if assignments is not None:
+                report["assignments"] = list(assignments)
+        return report
+    finally:
+        await runner.cleanup()
+
+
+async def _explain_jwt(app: web.Application, request: AuthzRequest) -> tuple[str, ...] | None:
+    """The RBAC explanation of a verified JWT's decision (see ``EntraAuthorizer.explain``), or None."""
+    from .appkeys import HOLDER, JWT
+    from .credentials import find_credential, parse_query
+    from .errors import AuthzError
+    from .resources import split_target
+
+    runtime = app[HOLDER].runtime
+    try:
+        path, query_string = split_target(request.target)
+        resolved = runtime.policy.resolve(request.host, path)
+        query = parse_query(query_string)
+        rights = runtime.policy.required_rights(request, resolved, query)
+        found = find_credential(request, query)
+        if found is None or found.kind != "jwt":
+            return None
+        return await app[JWT].explain(found.value, runtime, resolved, rights, time.time())
+    except AuthzError:
+        return None
