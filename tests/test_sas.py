@@ -49,8 +49,9 @@ from _factories import (
     uri,
 )
 
-from gateway_authz.errors import InvalidCredential
+from gateway_authz.errors import AuthzError, InvalidCredential
 from gateway_authz.model import Right
+from gateway_authz.policy import CompiledPolicy
 from gateway_authz.resources import parse_sr
 from gateway_authz.sas import MAX_EXPIRY, MAX_SAS_LENGTH, RuleKeys, SasToken, parse_sas, sign_sas, verify_sas
 from gateway_authz.settings import AuthorizationRule
@@ -728,3 +729,49 @@ def test_verify_tries_each_candidate_rule_in_turn() -> None:
     entity_rule = AuthorizationRule(ROOT, "e" * 44, None, frozenset({Right.SEND}))
     verified = verify(parse_sas(VALID), entity_rule, ROOT_RULE)
     assert verified.rule is ROOT_RULE
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Every single-byte change to a valid token (issue 7's property, run exhaustively rather than sampled)
+# --------------------------------------------------------------------------------------------------------------
+
+_REPLACEMENTS = [chr(c) for c in range(0x20, 0x7F)] + ["\t", "\n", "\x00", "\x7f", "\u00e9", "\u0661"]
+
+
+def _escape_case_twins(token: str) -> set[tuple[int, str]]:
+    """(position, byte) pairs that only change the letter case of a ``%XX`` escape inside sig or skn.
+
+    Those two fields are percent-decoded before use (and are not part of the string to sign), so ``%2F`` and
+    ``%2f`` are the same token; inside sr the escape case is signed and every change must fail.
+    """
+    twins: set[tuple[int, str]] = set()
+    for match in re.finditer(r"[&\s](sig|skn)=([^&]*)", token):
+        start = match.start(2)
+        for escape in re.finditer(r"%[0-9A-Fa-f]{2}", match.group(2)):
+            for offset in (1, 2):
+                i = start + escape.start() + offset
+                if token[i].isalpha():
+                    twins.add((i, token[i].swapcase()))
+    return twins
+
+
+def test_any_single_byte_change_to_a_valid_token_is_refused() -> None:
+    """Every one-character substitution in a valid token is refused, except the hex case of a sig/skn escape."""
+    policy = CompiledPolicy(make_settings())
+    resolved = policy.resolve(HOST, "/orders")
+    rights = (Right.SEND,)
+    assert policy.authorize_sas(parse_sas(PLUS_SLASH), resolved, rights, now=NOW).key_slot == "primary"
+    twins = _escape_case_twins(PLUS_SLASH)
+    assert twins, "the fixture token should have escapes in its signature"
+    accepted = []
+    for i, original in enumerate(PLUS_SLASH):
+        for replacement in _REPLACEMENTS:
+            if replacement == original:
+                continue
+            mutated = PLUS_SLASH[:i] + replacement + PLUS_SLASH[i + 1 :]
+            try:
+                policy.authorize_sas(parse_sas(mutated), resolved, rights, now=NOW)
+            except AuthzError:
+                continue
+            accepted.append((i, replacement))
+    assert set(accepted) == twins
