@@ -20,7 +20,7 @@ from .errors import InvalidCredential, NotPermitted
 from .model import AuthzRequest, Right
 from .resources import ResolvedResource, ResourceIndex, canonical_segments
 from .sas import RuleKeys, SasToken, VerifiedSas, verify_sas
-from .settings import Entity, Namespace, Settings
+from .settings import Entity, Namespace, SasSettings, Settings
 
 __all__ = ["CompiledPolicy"]
 
@@ -101,7 +101,8 @@ class CompiledPolicy:
             )
         except InvalidCredential as error:
             if error.reason in ("unknown_key_name", "bad_signature"):
-                _refuse_if_signed_elsewhere(token, rules.by_name.get(token.key_name, ()), candidates)
+                others = [k for k in rules.by_name.get(token.key_name, ()) if k not in candidates]
+                _refuse_if_signed_elsewhere(token, others, now=now, sas=sas)
             raise
         request_segments = resolved.path.segments
         if not sr_in_namespace or request_segments[: len(sr.segments)] != sr.segments:
@@ -123,12 +124,23 @@ class CompiledPolicy:
         )
 
 
-def _refuse_if_signed_elsewhere(token: SasToken, same_name: Iterable[RuleKeys], tried: list[RuleKeys]) -> None:
-    """A genuine signature by a rule on *another* entity is a valid credential without rights here: 403, not 401."""
-    message = token.string_to_sign
-    for keys in same_name:
-        if keys not in tried and keys.match(message, token.signature) is not None:
-            raise NotPermitted("rule_scope", "the signing rule belongs to another entity")
+def _refuse_if_signed_elsewhere(token: SasToken, others: list[RuleKeys], *, now: float, sas: SasSettings) -> None:
+    """A valid token signed by a rule on *another* entity is a credential without rights here: 403, not 401.
+
+    Valid means verified in full (expiry and lifetime cap included): an expired token is a 401 wherever it was
+    signed, so its own expiry reason is raised instead.
+    """
+    if not others:
+        return
+    try:
+        verify_sas(
+            token, others, now=now, clock_skew=sas.clock_skew_seconds, max_lifetime=sas.max_token_lifetime_seconds
+        )
+    except InvalidCredential as error:
+        if error.reason == "bad_signature":
+            return
+        raise
+    raise NotPermitted("rule_scope", "the signing rule belongs to another entity")
 
 
 def _compile_rules(namespace: Namespace) -> _ScopedRules:
