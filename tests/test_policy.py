@@ -15,6 +15,7 @@ from _factories import (
     ALL_RIGHTS,
     FABRIKAM_ROOT_PRIMARY,
     HOST,
+    NOW,
     ORDERS_LISTEN,
     ORDERS_LISTEN_KEY,
     ORDERS_SEND,
@@ -233,6 +234,20 @@ async def test_S14_entity_rule_never_signs_for_the_namespace_or_another_entity(
 ) -> None:
     """rule-scope ⊑ sr ⊑ request: an entity rule's genuine signature elsewhere is a 403 ``rule_scope``."""
     assert_decision(await decide(path, token=mint(sr, skn, key)), 403, "rule_scope")
+
+
+@pytest.mark.parametrize(
+    ("expiry_offset", "max_lifetime", "reason"),
+    [(-301, None, "expired"), (7200, 3600, "lifetime_too_long")],
+    ids=["expired", "lifetime-too-long"],
+)
+async def test_S14_invalid_token_of_another_entitys_rule_is_401_not_403(
+    expiry_offset: int, max_lifetime: int | None, reason: str
+) -> None:
+    """Another entity's rule signed it, but it is expired or over-long: a 401, not a rule_scope 403."""
+    token = mint("/orders2", ORDERS_SEND, ORDERS_SEND_KEY, expiry=NOW + expiry_offset)
+    h = harness(make_settings(max_lifetime=max_lifetime))
+    assert_decision(await h.decide(make_request("/orders2", sba=token)), 401, reason)
 
 
 @pytest.mark.parametrize(
