@@ -398,3 +398,12 @@ async def test_decision_counter_matches_requests(client: TestClient[Any, Any], h
     deny = {"decision": "deny", "reason": "bad_signature", "gateway": "nginx", "auth": "sas", "dry_run": "false"}
     assert registry.get_sample_value("gateway_authz_decisions_total", allow) == 1
     assert registry.get_sample_value("gateway_authz_decisions_total", deny) == 1
+
+
+@pytest.mark.parametrize("size", [9 * 1024, 64 * 1024])
+async def test_P17_oversized_credential_header_is_never_200(client: TestClient[Any, Any], size: int) -> None:
+    """A credential header past aiohttp's field limit (8190 bytes) is refused by the HTTP layer: 4xx, never 200."""
+    huge = "SharedAccessSignature sr=" + "a" * size
+    response = await envoy(client, "/orders", ServiceBusAuthorization=huge)
+    assert 400 <= response.status < 500
+    assert huge not in await response.text()
