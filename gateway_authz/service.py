@@ -56,6 +56,26 @@ class _Context:
         self.strip_query: tuple[str, ...] = ()
 
 
+class _LabelCache:
+    """A metric's children by label values: ``labels()`` validates and locks on every call, a dict lookup does not.
+
+    As bounded as the label values themselves (decision, reason code, gateway, credential kind, configured key
+    names), which the metric itself keeps anyway.
+    """
+
+    __slots__ = ("_children", "_family")
+
+    def __init__(self, family: Any) -> None:
+        self._family = family
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._family.labels(*values)
+        return child
+
+
 class DecisionService:
     """Decides requests against the configuration ``source`` currently serves."""
 
@@ -72,6 +92,11 @@ class DecisionService:
         self._source = source
         self._audit = audit
         self._metrics = metrics
+        self._decisions = _LabelCache(metrics.decisions)
+        self._latency = _LabelCache(metrics.latency)
+        self._key_slots = _LabelCache(metrics.sas_key_slot)
+        self._cache_hit = metrics.cache.labels("hit")
+        self._cache_miss = metrics.cache.labels("miss")
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
@@ -94,14 +119,14 @@ class DecisionService:
             decision = dataclasses.replace(decision, dry_run=True)
         elapsed = time.perf_counter() - started
         self._audit.decision(request, decision, elapsed * 1000)
-        self._metrics.decisions.labels(
+        self._decisions(
             "allow" if decision.allowed and not decision.dry_run else "deny",
             decision.reason,
             request.gateway,
             decision.auth or "none",
             "true" if decision.dry_run else "false",
         ).inc()
-        self._metrics.latency.labels(request.gateway).observe(elapsed)
+        self._latency(request.gateway).observe(elapsed)
         return _dry_run_pass(decision, context) if dry_run else decision
 
     async def _decide(self, request: AuthzRequest, runtime: Runtime, context: _Context) -> Decision:
@@ -132,9 +157,9 @@ class DecisionService:
         )
         cached = runtime.cache.get(key)
         if cached is not None:
-            self._metrics.cache.labels("hit").inc()
+            self._cache_hit.inc()
             return cached
-        self._metrics.cache.labels("miss").inc()
+        self._cache_miss.inc()
         decision = await self._verify(found, runtime, resolved, rights, context)
         runtime.cache.put(key, decision)
         return decision
@@ -161,7 +186,7 @@ class DecisionService:
             if error.status == 403:  # a verified token's 403 is as stable as an allow: cache it, to its expiry
                 return _deny(error, context, expires_at=float(token.expiry))
             raise
-        self._metrics.sas_key_slot.labels(resolved.namespace.name, token.key_name, verified.key_slot).inc()
+        self._key_slots(resolved.namespace.name, token.key_name, verified.key_slot).inc()
         return Decision.allow(
             auth="sas",
             principal=token.key_name,
