@@ -142,15 +142,22 @@ class ResolvedResource:
     path: ResourcePath
 
 
+# Resolutions remembered per configuration: a gateway in front of a few entities sends the same (Host, path) pairs
+# over and over. Bounded in count and in the length of what is remembered (at most ~1.5 MB whatever clients send).
+_MEMO_ENTRIES = 1024
+_MEMO_MAX_CHARS = 512
+
+
 class ResourceIndex:
     """Host → namespace and segments → entity lookups, built once per configuration."""
 
-    __slots__ = ("_by_host", "_entities", "_max_depth")
+    __slots__ = ("_by_host", "_entities", "_max_depth", "_memo")
 
     def __init__(self, namespaces: Iterable[Namespace]) -> None:
         self._by_host: dict[str, Namespace] = {}
         self._entities: dict[tuple[str, tuple[str, ...]], Entity] = {}
         self._max_depth = 0
+        self._memo: dict[tuple[str, str], ResolvedResource] = {}
         for ns in namespaces:
             for host in ns.hosts:
                 self._by_host[host.lower()] = ns
@@ -171,7 +178,21 @@ class ResourceIndex:
         return None
 
     def resolve(self, host_header: str, path: str) -> ResolvedResource:
-        """Resolve a request's Host and raw path; raises ``NotPermitted`` for unknown hosts or bad paths."""
+        """Resolve a request's Host and raw path; raises ``NotPermitted`` for unknown hosts or bad paths.
+
+        A pure function of its arguments and this configuration, so a success is remembered (failures are not).
+        """
+        key = (host_header, path)
+        resolved = self._memo.get(key)
+        if resolved is None:
+            resolved = self._resolve(host_header, path)
+            if len(host_header) + len(path) <= _MEMO_MAX_CHARS:
+                if len(self._memo) >= _MEMO_ENTRIES:
+                    self._memo.clear()
+                self._memo[key] = resolved
+        return resolved
+
+    def _resolve(self, host_header: str, path: str) -> ResolvedResource:
         try:
             host = canonical_host(host_header)
         except ValueError:
