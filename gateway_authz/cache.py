@@ -33,8 +33,13 @@ class DecisionCache:
 
     @staticmethod
     def key(*parts: str) -> bytes:
-        """A digest of ``parts``, separated by NUL (which none of them can contain)."""
-        return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).digest()
+        """A digest of ``parts``, each prefixed with its length, so no two different tuples share an encoding."""
+        digest = hashlib.sha256()
+        for part in parts:
+            encoded = part.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "big"))
+            digest.update(encoded)
+        return digest.digest()
 
     def get(self, key: bytes) -> Decision | None:
         if self._ttl <= 0:
