@@ -63,10 +63,34 @@ def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> Mut
         lowered = text.lower()
         if "sig=" not in lowered and "sharedaccesssignature" not in lowered and "eyj" not in lowered:
             return event
+    else:
+        _escape_invalid_utf8(event)
     for key, value in event.items():
         if isinstance(value, str) and ("sig=" in value or "." in value or "Signature" in value):
             event[key] = _SECRETS.sub(lambda m: (m.group(1) or "") + "[redacted]", value)
     return event
+
+
+def _escape_invalid_utf8(event: MutableMapping[str, Any]) -> None:
+    """Backslash-escape every string that is not valid UTF-8.
+
+    aiohttp hands header bytes that are not UTF-8 (an NGINX ``X-Original-URI`` or Host with a raw ``\\xff``, a
+    client's ``x-request-id``) over as lone surrogates, which the JSON renderer refuses: the audit line would be
+    lost and the request answered 500. Escaped, the line is written and shows the bytes that were sent.
+    """
+    for key, value in event.items():
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                event[key] = _escaped(value)
+
+
+def _escaped(value: str) -> str:
+    try:  # the bytes that arrived (aiohttp's surrogate escapes), shown as \xff
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # any other lone surrogate, shown as \ud800
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _IsoTimeStamper:
