@@ -215,6 +215,11 @@ class RbacPolicy:
                 _role_key(g[0].role.definition.id),
                 _fold(g[0].assignment.principal_id),
                 g[1],
+                # Last, the spellings the fold ignores and the principal type: assignments that differ only there
+                # must not let configuration order pick the scope string the audit shows.
+                g[0].assignment.scope,
+                g[0].assignment.principal_id,
+                g[0].assignment.principal_type,
             ),
         )
         return RbacGrant(
