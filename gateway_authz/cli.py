@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-port", type=int, default=8081)
     serve.add_argument("--grpc-port", type=int, default=None, help="serve Envoy gRPC ext_authz on this port")
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
+    serve.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close a connection that has not sent a complete request head this long after it opened or after its "
+        "last answer (bounds slow-loris clients; keep it above the gateway's upstream idle timeout; default 75)",
+    )
 
     config = commands.add_parser("config", help="validate or create a config file").add_subparsers(
         dest="config_command", required=True
@@ -114,6 +123,10 @@ def _serve(args: argparse.Namespace) -> int:
     path = args.config or _default_config()
     settings = load_settings(path)  # a bad config stops start-up here, naming the exact key
     options = ServeOptions(path, args.host, args.port, args.admin_port, args.grpc_port, max(1, args.workers))
+    if args.keepalive_timeout is not None:
+        if not args.keepalive_timeout > 0:
+            raise _Usage("--keepalive-timeout must be a positive number of seconds")
+        options = dataclasses.replace(options, keepalive_timeout=args.keepalive_timeout)
     return run(settings, options)
 
 

@@ -20,11 +20,17 @@ from .app import create_admin_app, create_app
 from .appkeys import HOLDER
 from .settings import Settings
 
-__all__ = ["ServeOptions", "run"]
+__all__ = ["DEFAULT_KEEPALIVE_TIMEOUT", "ServeOptions", "run"]
 
 # Envoy accepts up to 60 KiB of request headers; refusing less here would turn a large header into a 400
 # (and an NGINX 500) instead of the service's own 401.
 _MAX_HEADER_BYTES = 64 * 1024
+# aiohttp closes a connection that is waiting for a request head once this many seconds have passed since it
+# opened or since its last answer, however slowly bytes trickle in: the bound on what a slow-loris client can
+# hold. aiohttp's own default is about an hour. Keep it above the gateways' upstream idle timeouts (the shipped
+# Envoy cluster: 60 s; NGINX upstream keepalive: 60 s), so that it is the gateway that closes an idle connection
+# and never races a check onto one the service is closing.
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,7 @@ class ServeOptions:
     grpc_port: int | None = None
     workers: int = 1
     shutdown_timeout: float = 10.0
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
 
 
 async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool = False) -> None:
@@ -56,8 +63,11 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
         shutdown_timeout=options.shutdown_timeout,
         max_line_size=_MAX_HEADER_BYTES,
         max_field_size=_MAX_HEADER_BYTES,
+        keepalive_timeout=options.keepalive_timeout,
     )
-    admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    admin_runner = web.AppRunner(
+        admin, access_log=None, handle_signals=False, shutdown_timeout=2.0, keepalive_timeout=options.keepalive_timeout
+    )
     await runner.setup()
     await admin_runner.setup()
     stop = asyncio.Event()
