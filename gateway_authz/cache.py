@@ -2,6 +2,11 @@
 
 Keys are SHA-256 digests of the credential and everything else the decision depends on, so the cache never holds
 a token; entries live ``decisionTtlSeconds`` at most and never past the credential's own expiry.
+
+Beside it, a bounded memo maps the digest of a request *as received* (method, Host, target, the credential
+headers, the route context) to the cache key that request led to, so that a repeated request finds its decision
+without being parsed, canonicalised and checked again: everything those steps compute is a function of what the
+memo's digest covers and of the configuration the cache belongs to.
 """
 
 from __future__ import annotations
@@ -13,18 +18,23 @@ from collections.abc import Callable
 
 from cachetools import TLRUCache
 
-from .model import Decision
+from .credentials import AUTHZ_HEADER, SBA_HEADER
+from .model import AuthzRequest, Decision
 
 __all__ = ["DecisionCache"]
+
+# Requests remembered (request digest -> cache key, ~250 bytes each); cleared whole when full.
+_MEMO_ENTRIES = 16_384
 
 
 class DecisionCache:
     """A TLRU cache of decisions keyed by digest; ``ttl <= 0`` disables it."""
 
-    __slots__ = ("_cache", "_ttl")
+    __slots__ = ("_cache", "_requests", "_ttl")
 
     def __init__(self, *, maxsize: int, ttl: float, clock: Callable[[], float] = time.time) -> None:
         self._ttl = ttl
+        self._requests: dict[bytes, bytes] = {}
         self._cache: TLRUCache[bytes, Decision] = TLRUCache(maxsize=max(1, maxsize), ttu=self._ttu, timer=clock)
 
     def _ttu(self, _key: bytes, decision: Decision, now: float) -> float:
@@ -40,6 +50,39 @@ class DecisionCache:
             digest.update(len(encoded).to_bytes(8, "big"))
             digest.update(encoded)
         return digest.digest()
+
+    @staticmethod
+    def request_key(request: AuthzRequest) -> bytes | None:
+        """A digest of every part of ``request`` a decision can depend on, unparsed; ``None`` if one holds NUL.
+
+        The parts are joined with NUL after a count of each variable-length group, which is unambiguous as long as
+        no part contains NUL itself; a request with one (a gateway should never send it) simply is not memoised.
+        """
+        headers = request.headers
+        sba = headers.get(SBA_HEADER, ())
+        authorization = headers.get(AUTHZ_HEADER, ())
+        parts = [request.method, request.host, request.target, str(len(sba)), *sba, str(len(authorization))]
+        parts += authorization
+        if request.context:
+            parts.append(str(len(request.context)))
+            for name, value in sorted(request.context.items()):
+                parts += (name, value)
+        text = "\0".join(parts)
+        if text.count("\0") != len(parts) - 1:
+            return None
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+    def recall(self, request_key: bytes) -> Decision | None:
+        """The decision a request with this digest led to, while that decision is still cached."""
+        key = self._requests.get(request_key)
+        return None if key is None else self.get(key)
+
+    def remember(self, request_key: bytes, key: bytes) -> None:
+        """Note that the request with digest ``request_key`` is decided by the entry under ``key``."""
+        if self._ttl > 0:
+            if len(self._requests) >= _MEMO_ENTRIES:
+                self._requests.clear()
+            self._requests[request_key] = key
 
     def get(self, key: bytes) -> Decision | None:
         if self._ttl <= 0:

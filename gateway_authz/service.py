@@ -132,6 +132,13 @@ class DecisionService:
     async def _decide(self, request: AuthzRequest, runtime: Runtime, context: _Context) -> Decision:
         if not request.method:  # absent or repeated X-Original-Method: a guess could skip a management route
             raise NotPermitted("malformed_request", "the gateway did not say which method the request used")
+        request_key = runtime.cache.request_key(request)
+        if request_key is not None:
+            remembered = runtime.cache.recall(request_key)
+            # Only an allow: a deny takes the full path below, which also finds the carriers a dry-run answer strips.
+            if remembered is not None and remembered.allowed:
+                self._cache_hit.inc()
+                return remembered
         path, query_string = split_target(request.target)
         resolved = runtime.policy.resolve(request.host, path)
         context.namespace = resolved.namespace.name
@@ -158,11 +165,13 @@ class DecisionService:
         cached = runtime.cache.get(key)
         if cached is not None:
             self._cache_hit.inc()
-            return cached
-        self._cache_miss.inc()
-        decision = await self._verify(found, runtime, resolved, rights, context)
-        runtime.cache.put(key, decision)
-        return decision
+        else:
+            self._cache_miss.inc()
+            cached = await self._verify(found, runtime, resolved, rights, context)
+            runtime.cache.put(key, cached)
+        if request_key is not None:
+            runtime.cache.remember(request_key, key)
+        return cached
 
     async def _verify(
         self,
