@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .app import create_admin_app, create_app
+from .app import create_admin_app, create_app, fast_decision_handler
 from .appkeys import HOLDER
 from .settings import Settings
 
@@ -69,6 +69,8 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
         admin, access_log=None, handle_signals=False, shutdown_timeout=2.0, keepalive_timeout=options.keepalive_timeout
     )
     await runner.setup()
+    if runner.server is not None:  # always, once set up: the decision routes skip the router (see the handler)
+        runner.server.request_handler = fast_decision_handler(app, runner.server.request_handler)
     await admin_runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

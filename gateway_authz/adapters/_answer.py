@@ -47,7 +47,7 @@ def http_response(decision: Decision) -> web.Response:
     return web.Response(status=decision.status, body=deny_body(decision), headers=deny_headers)
 
 
-def single_header(request: web.Request, name: str) -> str:
+def single_header(request: web.BaseRequest, name: str) -> str:
     """The one value of ``name``, or ``""`` when it is absent or repeated (which then fails closed downstream)."""
     values = request.headers.getall(name, ())
     return values[0] if len(values) == 1 else ""

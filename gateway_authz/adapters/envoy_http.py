@@ -18,7 +18,7 @@ __all__ = ["PATH_PREFIX", "handle", "to_authz_request"]
 PATH_PREFIX = "/ext_authz"
 
 
-def to_authz_request(request: web.Request) -> AuthzRequest:
+def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
     raw = request.raw_path
     target = raw[len(PATH_PREFIX) :] if raw.startswith(PATH_PREFIX) else ""
     return AuthzRequest(

@@ -16,7 +16,7 @@ from ._answer import http_response, single_header
 __all__ = ["handle", "to_authz_request"]
 
 
-def to_authz_request(request: web.Request) -> AuthzRequest:
+def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
     return AuthzRequest(
         gateway="forward-auth",
         method=single_header(request, "X-Forwarded-Method"),

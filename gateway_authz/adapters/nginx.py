@@ -17,7 +17,7 @@ from ._answer import http_response, single_header
 __all__ = ["handle", "to_authz_request"]
 
 
-def to_authz_request(request: web.Request) -> AuthzRequest:
+def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
     host = single_header(request, "X-Original-Host") or single_header(request, "Host")
     return AuthzRequest(
         gateway="nginx",
