@@ -260,7 +260,7 @@ def jwk_object(value: Any) -> None:
         return
     assert isinstance(value, Mapping) and value["kty"] in ("RSA", "EC") and not (_PRIVATE_MEMBERS & value.keys())
     assert value.get("use") in (None, "sig") and key.kid == value["kid"]
-    if value.get("alg") is not None:  # a JSON null alg is read as absent (lenient, not unsafe: see the report)
+    if value.get("alg") is not None:  # parse_jwk reads a JSON null alg (and use, key_ops) as absent: lenient
         assert key.algorithms == {value["alg"]}
     check_keyset(KeySet(keys={key.kid: key}))
 
