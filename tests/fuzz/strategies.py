@@ -244,10 +244,36 @@ AUTHZ_REQUESTS = st.one_of(
         context=_CONTEXT,
     ),
 )
-HTTP_REQUESTS = st.tuples(
+
+
+def _plausible_http(gateway: str, path: str, method: str, credential: tuple[str, str]) -> tuple[Any, ...]:
+    """A check request as each gateway really sends it: Envoy forwards the path, NGINX and Traefik describe it."""
+    if gateway == "envoy-http":
+        return gateway, method, "/ext_authz" + path, [("Host", w.HOST), credential]
+    if gateway == "nginx":
+        described = [("X-Original-URI", path), ("X-Original-Host", w.HOST), ("X-Original-Method", method)]
+        return gateway, "GET", "/auth", [("Host", "authz"), *described, credential]
+    described = [("X-Forwarded-Uri", path), ("X-Forwarded-Host", w.HOST), ("X-Forwarded-Method", method)]
+    return gateway, "GET", "/forward-auth", [*described, credential]
+
+
+PLAUSIBLE_HTTP = st.builds(
+    _plausible_http,
+    st.sampled_from(["envoy-http", "nginx", "forward-auth"]),
+    st.sampled_from(PATHS[1:]).flatmap(lambda p: st.sampled_from([p, p + "?sb-hc-action=listen"])),
+    st.sampled_from(["GET", "POST", "PUT"]),
+    st.tuples(st.sampled_from(["ServiceBusAuthorization", "Authorization", "X-Other"]), CREDENTIAL_VALUES),
+)
+_ANY_HTTP = st.tuples(
     st.sampled_from(["envoy-http", "nginx", "forward-auth"]),
     _METHODS.filter(lambda m: m.isascii() and m.isalpha()),
-    st.one_of(st.sampled_from(PATHS[1:]).map(lambda p: "/ext_authz" + p), st.just("/auth"), TARGETS),
+    st.one_of(
+        st.sampled_from(PATHS[1:]).map(lambda p: "/ext_authz" + p),
+        st.sampled_from(
+            ["/auth", "/forward-auth", "/ext_authz", "/ext_authzx", "/auth/", "/AUTH", "/ext_authz%2Forders"]
+        ),
+        TARGETS,
+    ),
     st.lists(
         st.tuples(
             st.sampled_from(_HTTP_HEADER_NAMES),
@@ -256,6 +282,7 @@ HTTP_REQUESTS = st.tuples(
         max_size=6,
     ),
 )
+HTTP_REQUESTS = st.one_of(PLAUSIBLE_HTTP, _ANY_HTTP)
 
 
 # -- JSON, JWT, JWK ----------------------------------------------------------------------------------------------

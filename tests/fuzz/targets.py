@@ -40,6 +40,7 @@ from multidict import CIMultiDict
 from gateway_authz.adapters import envoy_http, forward_auth, nginx
 from gateway_authz.adapters._envoy_grpc_wire import check_request_to_authz, decision_to_check_response
 from gateway_authz.adapters.envoy_grpc import AuthorizationServicer
+from gateway_authz.app import fast_decision_handler
 from gateway_authz.appkeys import SERVICE
 from gateway_authz.config import parse_settings
 from gateway_authz.credentials import FoundCredential, QueryFacts, find_credential, parse_query
@@ -402,7 +403,8 @@ _ADAPTERS = {"envoy-http": envoy_http, "nginx": nginx, "forward-auth": forward_a
 
 
 def http_request(world: w.World, gateway: str, method: str, path: str, headers: list[tuple[str, str]]) -> None:
-    """An HTTP check request as aiohttp hands it to an adapter: answered 200 only for an earned allow, else 401/403."""
+    """An HTTP check request as aiohttp hands it to an adapter: 200 only for an earned allow, else 401/403; and
+    ``serve``'s router-less handler answers it exactly as the routed application would."""
     COUNTS["http_adapter"] += 1
     app = web.Application()
     app[SERVICE] = world.service
@@ -420,6 +422,26 @@ def http_request(world: w.World, gateway: str, method: str, path: str, headers: 
     if response.status != 200:
         body = json.loads(response.body)
         assert set(body) == {"error", "reason"} and body["reason"] == decision.reason
+    # serve's router-less handler must answer exactly as the routed application (the reference read from its routes)
+    path = mocked.rel_url.path_safe
+    routed = _ROUTES.get(path) or (envoy_http if re.fullmatch(r"/ext_authz(/.*)?", path, re.DOTALL) else None)
+    fast = w.drive(fast_decision_handler(app, _not_found)(mocked))
+    if routed is None or mocked.headers.get("Expect"):
+        assert fast.status == 404
+        return
+    expected = w.drive(routed.handle(mocked))  # type: ignore[attr-defined]
+    assert (fast.status, fast.headers.get("x-authz-reason")) == (
+        expected.status,
+        expected.headers.get("x-authz-reason"),
+    )
+    assert all(fast.headers.get(h) == expected.headers.get(h) for h in ("x-authz-auth", "x-authz-principal"))
+
+
+_ROUTES = {"/auth": nginx, "/forward-auth": forward_auth}
+
+
+async def _not_found(_request: web.BaseRequest) -> web.StreamResponse:
+    return web.Response(status=404)
 
 
 # -- byte-level mutation, shared by hypothesis batches and atheris ------------------------------------------------
