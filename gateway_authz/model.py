@@ -39,10 +39,12 @@ class Right(enum.Enum):
 
 def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> Mapping[str, tuple[str, ...]]:
     """Group header lines by lower-case name, keeping every value in arrival order (so repeats stay visible)."""
-    grouped: dict[str, list[str]] = {}
+    grouped: dict[str, tuple[str, ...]] = {}
     for name, value in pairs:
-        grouped.setdefault(name.lower(), []).append(value)
-    return MappingProxyType({name: tuple(values) for name, values in grouped.items()})
+        key = name.lower()
+        seen = grouped.get(key)
+        grouped[key] = (value,) if seen is None else (*seen, value)  # a repeat is rare: one pass, no lists
+    return MappingProxyType(grouped)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 from aiohttp import web
 
 from ..model import Decision
 
-__all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response", "single_header"]
+__all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response", "single_header", "single_value"]
 
 # One header value with both challenges: NGINX copies only the first WWW-Authenticate line to the client.
 WWW_AUTHENTICATE = 'SharedAccessSignature realm="gateway-authz", Bearer realm="gateway-authz"'
@@ -50,4 +52,10 @@ def http_response(decision: Decision) -> web.Response:
 def single_header(request: web.BaseRequest, name: str) -> str:
     """The one value of ``name``, or ``""`` when it is absent or repeated (which then fails closed downstream)."""
     values = request.headers.getall(name, ())
+    return values[0] if len(values) == 1 else ""
+
+
+def single_value(headers: Mapping[str, tuple[str, ...]], name: str) -> str:
+    """:func:`single_header` over headers already grouped by lower-case ``name`` (``headers_from_pairs``)."""
+    values = headers.get(name, ())
     return values[0] if len(values) == 1 else ""

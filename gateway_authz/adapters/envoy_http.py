@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..appkeys import SERVICE
 from ..model import AuthzRequest, headers_from_pairs
-from ._answer import http_response, single_header
+from ._answer import http_response, single_value
 
 __all__ = ["PATH_PREFIX", "handle", "to_authz_request"]
 
@@ -21,14 +21,15 @@ PATH_PREFIX = "/ext_authz"
 def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
     raw = request.raw_path
     target = raw[len(PATH_PREFIX) :] if raw.startswith(PATH_PREFIX) else ""
+    headers = headers_from_pairs(request.headers.items())
     return AuthzRequest(
         gateway="envoy-http",
         method=request.method,
-        host=single_header(request, "Host"),
+        host=single_value(headers, "host"),
         target=target,
-        headers=headers_from_pairs(request.headers.items()),
-        scheme=single_header(request, "X-Forwarded-Proto") or "http",
-        request_id=single_header(request, "X-Request-Id"),
+        headers=headers,
+        scheme=single_value(headers, "x-forwarded-proto") or "http",
+        request_id=single_value(headers, "x-request-id"),
     )
 
 

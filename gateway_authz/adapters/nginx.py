@@ -12,21 +12,21 @@ from aiohttp import web
 
 from ..appkeys import SERVICE
 from ..model import AuthzRequest, headers_from_pairs
-from ._answer import http_response, single_header
+from ._answer import http_response, single_value
 
 __all__ = ["handle", "to_authz_request"]
 
 
 def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
-    host = single_header(request, "X-Original-Host") or single_header(request, "Host")
+    headers = headers_from_pairs(request.headers.items())
     return AuthzRequest(
         gateway="nginx",
-        method=single_header(request, "X-Original-Method"),
-        host=host,
-        target=single_header(request, "X-Original-URI"),
-        headers=headers_from_pairs(request.headers.items()),
-        scheme=single_header(request, "X-Forwarded-Proto") or "http",
-        request_id=single_header(request, "X-Request-Id"),
+        method=single_value(headers, "x-original-method"),
+        host=single_value(headers, "x-original-host") or single_value(headers, "host"),
+        target=single_value(headers, "x-original-uri"),
+        headers=headers,
+        scheme=single_value(headers, "x-forwarded-proto") or "http",
+        request_id=single_value(headers, "x-request-id"),
     )
 
 
