@@ -12,7 +12,7 @@ import io
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,15 +105,27 @@ class Verdict:
         return f"{self.gateway}: HTTP {self.status}, {seen}, service said {list(self.decisions)}"
 
 
-def verdict(gateway: str, audit: AuditLog, response: Response, request_id: str, *, wait: bool = True) -> Verdict:
+def verdict(
+    gateway: str,
+    audit: AuditLog,
+    response: Response,
+    request_id: str,
+    *,
+    sentinel: Callable[[], str] | None = None,
+) -> Verdict:
     """The verdict of a request whose ``x-request-id`` is ``request_id``.
 
-    The service writes a request's audit line before it answers the gateway, so when the client has its answer the
-    line is normally there already; ``wait`` allows a short grace for a buffered log when the service visibly
-    answered (the deny carries ``x-authz-reason``, or the upstream was reached).
+    The service writes audit lines in order, at the latest one event-loop iteration after it answered. When the
+    service visibly answered (a deny with ``x-authz-reason``, or the upstream was reached) its line is awaited.
+    Otherwise the request may never have reached the service (a gateway refusal): ``sentinel`` then sends one
+    request known to be audited and returns its id; once that line is written, any line of ours is too.
     """
     answered = response.upstream is not None or bool(response.header("x-authz-reason"))
-    events = audit.for_request(request_id, timeout=2.0 if (wait and answered) else 0.0)
+    events = audit.for_request(request_id, timeout=5.0 if answered else 0.0)
+    if not events and not answered and sentinel is not None:
+        marker = sentinel()
+        assert audit.for_request(marker, timeout=5.0), f"the sentinel request {marker} was never audited"
+        events = audit.for_request(request_id, timeout=0.0)
     return Verdict(gateway, response.status, response.upstream, tuple(events), response)
 
 

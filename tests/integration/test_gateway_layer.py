@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -75,10 +75,21 @@ def _mark_error_log(gateway: Gateway) -> None:
     _ERROR_LOG_MARK[gateway.name] = log.stat().st_size if log is not None and log.exists() else 0
 
 
+def _sentinel(gateway: Gateway) -> Callable[[], str]:
+    """A request the service always decides (anonymous Send on /public), to flush the audit log up to here."""
+
+    def send() -> str:
+        response, request_id = gateway.request("POST", "/public/sentinel")
+        assert response.status == 200, f"sentinel: {response}"
+        return request_id
+
+    return send
+
+
 def _send(gateway: Gateway, audit: AuditLog, method: str, target: str, headers: list[tuple[str, str]]) -> Verdict:
     _mark_error_log(gateway)
     response, request_id = gateway.request(method, target, headers)
-    return verdict(gateway.name, audit, response, request_id)
+    return verdict(gateway.name, audit, response, request_id, sentinel=_sentinel(gateway))
 
 
 def _send_raw(gateway: Gateway, audit: AuditLog, head: bytes) -> Verdict:
@@ -86,7 +97,7 @@ def _send_raw(gateway: Gateway, audit: AuditLog, head: bytes) -> Verdict:
     request_id = f"it-raw-{gateway.name}-{uuid.uuid4()}"
     _mark_error_log(gateway)
     response = raw_request(gateway.port, head.replace(b"{rid}", request_id.encode()))
-    return verdict(gateway.name, audit, response, request_id)
+    return verdict(gateway.name, audit, response, request_id, sentinel=_sentinel(gateway))
 
 
 def _nginx_says_service_refused_head(gateway: Gateway) -> bool:
@@ -261,6 +272,8 @@ def test_G3_raw_bytes_in_the_request_id_are_decided_and_audited(
         "GET", "/orders", [("ServiceBusAuthorization", minted.token), ("x-request-id", request_id.encode() + b"\xff")]
     )
     response = raw_request(gateway.port, head)
+    marker = _sentinel(gateway)()
+    assert audit.for_request(marker, timeout=5.0), "the sentinel was never audited"
     lines = [e for e in audit.events() if str(e.get("request_id", "")).startswith(request_id)]
     if response.upstream is None:
         assert response.status in REFUSALS and not lines, f"{gateway.name}: {response}"

@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -194,7 +195,12 @@ async def test_soak_through_envoy_and_nginx(
     rss.append((elapsed, rss_kib(pid)))
 
     sent = sum(tally.sent.values())
-    audited = [e for e in audit.events() if str(e.get("request_id", "")).startswith(prefix)]
+    audited: list[dict[str, Any]] = []
+    settle_until = time.monotonic() + 10  # the service writes its lines at most one loop iteration late
+    while len(audited) < sent and time.monotonic() < settle_until:
+        audited = [e for e in audit.events() if str(e.get("request_id", "")).startswith(prefix)]
+        if len(audited) < sent:
+            await asyncio.sleep(0.2)
     statuses = Counter(int(e["status"]) for e in audited)
     after_warmup = [kib for at, kib in rss if at >= warmup]
     start_kib, end_kib = after_warmup[0], rss[-1][1]
