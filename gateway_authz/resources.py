@@ -35,6 +35,9 @@ _HOST = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _UNSAFE_RAW = re.compile(r"[\x00-\x20\x7f\\#]")
 _UNSAFE_DECODED = re.compile(r"[\x00-\x1f\x7f\\/]")
+# What is still an escape of '.', '/', '\' or '%' after our one decoding: an upstream that decodes twice would read
+# "%252e%252e" as "..", so such a segment names two different resources depending on who reads it.
+_DOUBLE_ENCODED = re.compile(r"%(?:2[eEfF]|5[cC]|25)")
 _HC_PREFIX = "$hc"
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -98,6 +101,8 @@ def canonical_segments(path: str) -> tuple[str, ...]:
         # Servlet-style upstreams drop ";params" from a segment before resolving dots: "..;x" is ".." to them.
         if decoded.partition(";")[0] in ("", ".", "..") or _UNSAFE_DECODED.search(decoded):
             raise ValueError("empty, dot or encoded-separator segment")
+        if "%" in decoded and _DOUBLE_ENCODED.search(decoded):
+            raise ValueError("a dot, separator or percent sign encoded twice")
         # ASCII letters only: str.lower() would turn the Kelvin sign "\u212a" into "k", another resource upstream
         segments.append(decoded.lower() if decoded.isascii() else decoded.translate(_ASCII_LOWER))
     if segments and segments[0] == _HC_PREFIX:

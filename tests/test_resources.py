@@ -166,9 +166,18 @@ async def test_P5_encoded_slash_inside_a_request_segment_is_refused(path: str) -
     assert_decision(await decide_sr(f"sb://{H}/", path), 403, "malformed_request")
 
 
-def test_P5_double_encoded_request_segment_stays_data() -> None:
-    """``%252F`` in a request path decodes once, to the text ``%2f`` inside one segment, never to a separator."""
-    assert canonical_segments("/orders%252Fx") == ("orders%2fx",)
+@pytest.mark.parametrize(
+    "path", ["/orders%252Fx", "/public/%252e%252e/orders", "/orders%255Cx", "/orders/%252E", "/orders/%25252e"]
+)
+def test_P5_double_encoded_request_segment_is_refused(path: str) -> None:
+    """``%252F``, ``%252e`` or ``%255C`` (an escape left after one decoding) is refused: a twice-decoding upstream
+    would read a separator or a dot segment where we read data."""
+    segments_refused(path)
+
+
+def test_P5_other_escapes_left_after_one_decoding_stay_data() -> None:
+    """An escape of anything but a dot, a slash, a backslash or a percent sign, left after one decoding, is data."""
+    assert canonical_segments("/orders%2541x") == ("orders%41x",)
 
 
 P6_SR = {
