@@ -55,6 +55,15 @@ def redact_target(target: str) -> str:
     return f"{path}?{'&'.join(pairs)}" if changed else target
 
 
+def _clean_ascii(*texts: str) -> bool:
+    """True when no field could match :data:`_SECRETS` and none needs escaping: the fast test of :func:`_redact`."""
+    text = "\0".join(texts)
+    if not text.isascii():
+        return False
+    lowered = text.lower()
+    return "sig=" not in lowered and "sharedaccesssignature" not in lowered and "eyj" not in lowered
+
+
 def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Every match of _SECRETS holds "sig=", "sharedaccesssignature" or "eyj" in some letter case. When the event's
     # text is ASCII (where the pattern's case-insensitivity is plain ASCII case), a lower-cased scan for those
@@ -109,13 +118,16 @@ class _IsoTimeStamper:
         self._prefix = ""
 
     def __call__(self, _logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event["timestamp"] = self.now()
+        return event
+
+    def now(self) -> str:
         second, nanos = divmod(time.time_ns(), 1_000_000_000)
         if second != self._second:
             stamp = datetime.datetime.fromtimestamp(second, datetime.UTC)
             self._prefix, self._second = stamp.strftime("%Y-%m-%dT%H:%M:%S"), second
         micros = nanos // 1000
-        event["timestamp"] = f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
-        return event
+        return f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
 
 
 class _SinkLogger:
@@ -175,21 +187,67 @@ def _pipeline(sink: Sink) -> Any:
     return structlog.wrap_logger(_SinkLogger(sink), processors=_processors()).bind()
 
 
+# The fields of a decision line in order; the request's own sit between the decision's first and last ones.
+_REQUEST_FIELDS = ("method", "host", "path", "gateway", "request_id", "latency_ms")
+_DECISION_FIELDS = ("decision", "status", "reason", "auth", "principal", "right", "namespace", "entity", "dry_run")
+_RESERVED = frozenset((*_DECISION_FIELDS, *_REQUEST_FIELDS, "event", "timestamp"))
+_RENDERED_DECISIONS = 1024  # decisions whose constant part is kept rendered (cached decisions recur)
+
+
 class AuditLog:
     """Writes the one audit event of each decision.
 
     The event goes through the same structlog processors as the ops log (redaction, timestamp, orjson
     rendering), called directly: the line is byte for byte what ``logger.info("authz.decision", **fields)``
     would write, without a bound logger's per-call dispatch and event-dict copying on every decision.
+
+    A decision that recurs (the same cached object answering again) has the fields that come from it rendered
+    once; each line then renders only the request's fields and the time. That shortcut is taken only when the
+    processors would change nothing (every string ASCII and free of anything redaction looks for), so the
+    bytes are the same either way.
     """
 
-    __slots__ = ("_processors", "_sink")
+    __slots__ = ("_processors", "_rendered", "_sink", "_stamper")
 
     def __init__(self, sink: Sink = _stdout_sink) -> None:
         self._sink = sink
         self._processors = _processors()
+        self._stamper: _IsoTimeStamper = self._processors[1]
+        # id(decision) -> (decision, head, tail): rendered at its second line; (decision, None, b"") after its first;
+        # (decision, None, b"-") when it cannot take the shortcut. Holding the decision keeps its id from being reused.
+        self._rendered: dict[int, tuple[Decision, bytes | None, bytes]] = {}
 
     def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float) -> None:
+        path = redact_target(request.target)
+        head, tail = self._parts(decision)
+        if head is not None and _clean_ascii(request.method, request.host, path, request.gateway, request.request_id):
+            middle = orjson.dumps(
+                {
+                    "method": request.method,
+                    "host": request.host,
+                    "path": path,
+                    "gateway": request.gateway,
+                    "request_id": request.request_id,
+                    "latency_ms": round(latency_ms, 3),
+                }
+            )
+            self._sink(b"".join((head, middle[1:-1], tail, self._stamper.now().encode(), b'"}\n')))
+            return
+        self._line(request, decision, path, latency_ms)
+
+    def _parts(self, decision: Decision) -> tuple[bytes | None, bytes]:
+        """The rendered parts of a decision seen before (rendered at its second line), else ``(None, b"")``."""
+        entry = self._rendered.get(id(decision))
+        if entry is None or entry[0] is not decision:  # first sighting (a fresh decision is often never seen again)
+            if len(self._rendered) >= _RENDERED_DECISIONS:
+                self._rendered.clear()
+            self._rendered[id(decision)] = (decision, None, b"")
+            return None, b""
+        if entry[1] is None and entry[2] == b"":  # second sighting: render once, from now on reuse
+            entry = self._rendered[id(decision)] = _render_parts(decision)
+        return entry[1], entry[2]
+
+    def _line(self, request: AuthzRequest, decision: Decision, path: str, latency_ms: float) -> None:
         event: Any = {
             "decision": "allow" if decision.allowed and not decision.dry_run else "deny",
             "status": decision.status,
@@ -201,7 +259,7 @@ class AuditLog:
             "entity": decision.entity,
             "method": request.method,
             "host": request.host,
-            "path": redact_target(request.target),
+            "path": path,
             "gateway": request.gateway,
             "request_id": request.request_id,
             "latency_ms": round(latency_ms, 3),
@@ -212,6 +270,26 @@ class AuditLog:
         for processor in self._processors:
             event = processor(None, "info", event)
         self._sink(event + b"\n")
+
+
+def _render_parts(decision: Decision) -> tuple[Decision, bytes | None, bytes]:
+    """The rendered JSON before and after the request's fields, or no head when the shortcut does not apply."""
+    audit = dict(decision.audit)
+    head = {
+        "decision": "allow" if decision.allowed and not decision.dry_run else "deny",
+        "status": decision.status,
+        "reason": decision.reason,
+        "auth": decision.auth,
+        "principal": decision.principal,
+        "right": decision.right.value if decision.right else "",
+        "namespace": decision.namespace,
+        "entity": decision.entity,
+    }
+    tail = {"dry_run": decision.dry_run, **audit, "event": "authz.decision"}
+    texts = [v for v in (*head.values(), *tail.values()) if isinstance(v, str)]
+    if _RESERVED.intersection(audit) or not all(isinstance(v, str) for v in audit.values()) or not _clean_ascii(*texts):
+        return (decision, None, b"-")  # rendered field by field, through the processors, every time
+    return (decision, orjson.dumps(head)[:-1] + b",", b"," + orjson.dumps(tail)[1:-1] + b',"timestamp":"')
 
 
 def make_ops_logger(sink: Sink | None = None) -> Any:

@@ -1,0 +1,99 @@
+"""The audit line of a recurring decision, rendered from parts, is byte for byte the line the processors write.
+
+``AuditLog`` renders a cached decision's own fields once and afterwards only the request's; it may do so only
+where redaction and escaping would change nothing. Each case writes the same decision several times (first
+sighting, rendering, reuse) and compares every line with the plain processor path, at a frozen clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gateway_authz import audit as audit_module
+from gateway_authz.audit import AuditLog
+from gateway_authz.errors import InvalidCredential, NotPermitted
+from gateway_authz.model import AuthzRequest, Decision, Right
+
+DECISIONS = {
+    "sas-allow": Decision.allow(
+        auth="sas",
+        principal="orders-send",
+        right=Right.SEND,
+        namespace="contoso",
+        entity="orders",
+        strip_headers=("servicebusauthorization",),
+        audit={"key_name": "orders-send", "key_slot": "primary"},
+        expires_at=2e9,
+    ),
+    "jwt-allow": Decision.allow(
+        auth="jwt",
+        principal="22222222-2222-2222-2222-222222222222",
+        right=Right.LISTEN,
+        namespace="contoso",
+        entity="",
+        audit={"issuer": "https://login.microsoftonline.com/t/v2.0", "tenant": "t", "role": "Azure Relay Owner"},
+    ),
+    "sas-403": Decision.deny(
+        NotPermitted("insufficient_rights"), auth="sas", principal="k", right=Right.MANAGE, audit={"key_name": "k"}
+    ),
+    "401-no-audit": Decision.deny(InvalidCredential("bad_signature"), auth="sas"),
+    "principal-looks-like-jwt": Decision.deny(
+        NotPermitted("x"), auth="jwt", principal="eyJhbGciOi.eyJzdWIiOi.c2ln", audit={"issuer": "i"}
+    ),
+    "key-name-with-sig": Decision.deny(NotPermitted("x"), auth="sas", principal="a&SIG=abc", audit={"key_name": "a"}),
+    "non-ascii-principal": Decision.deny(NotPermitted("x"), auth="sas", principal="\u017fig=long-s"),
+    "audit-field-shadows-a-request-field": Decision.deny(NotPermitted("x"), audit={"method": "shadow"}),
+    "audit-field-shadows-timestamp": Decision.deny(NotPermitted("x"), audit={"timestamp": "shadow"}),
+}
+
+REQUESTS = {
+    "plain": AuthzRequest("envoy-http", "GET", "contoso.servicebus.windows.net", "/orders", {}, request_id="r-1"),
+    "query-token": AuthzRequest(
+        "envoy-grpc", "POST", "contoso.servicebus.windows.net", "/orders?sb-hc-token=SharedAccessSignature%20sr", {}
+    ),
+    "sig-in-request-id": AuthzRequest("nginx", "GET", "h", "/x", {}, request_id="sr=1&sig=abc"),
+    "jwt-in-path": AuthzRequest("nginx", "GET", "h", "/x/eyJhbGciOi.eyJzdWIiOi.c2ln", {}),
+    "non-utf8-host": AuthzRequest("nginx", "GET", "contoso\udcff", "/x", {}),
+    "non-ascii-path": AuthzRequest("forward-auth", "GET", "h", "/caf\u00e9", {}),
+}
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_module.time, "time_ns", lambda: 1_800_000_000_123_456_789)
+
+
+def _plain_line(request: AuthzRequest, decision: Decision, latency_ms: float) -> bytes:
+    lines: list[bytes] = []
+    log = AuditLog(lines.append)
+    log._line(request, decision, audit_module.redact_target(request.target), latency_ms)
+    return lines[0]
+
+
+@pytest.mark.parametrize("decision_name", DECISIONS)
+def test_recurring_decision_lines_equal_the_processor_lines(decision_name: str) -> None:
+    """First, second and later lines of one decision object, over varied requests, equal the plain rendering."""
+    decision = DECISIONS[decision_name]
+    lines: list[bytes] = []
+    log = AuditLog(lines.append)
+    calls = list(itertools.product(REQUESTS.values(), (0.0, 0.1234, 12.5)))
+    for request, latency in calls * 2:
+        log.decision(request, decision, latency)
+    assert lines == [_plain_line(request, decision, latency) for request, latency in calls * 2]
+    renderable = decision_name in ("sas-allow", "jwt-allow", "sas-403", "401-no-audit")
+    assert (log._parts(decision)[0] is not None) is renderable  # the shortcut was (or was not) taken
+
+
+def test_renders_only_for_the_same_decision_object() -> None:
+    """An equal-looking but different decision object is rendered on its own, never from another's parts."""
+    lines: list[bytes] = []
+    log = AuditLog(lines.append)
+    first = DECISIONS["sas-allow"]
+    other = Decision.allow(auth="sas", principal="other", right=Right.SEND, namespace="contoso", entity="orders")
+    request = REQUESTS["plain"]
+    for decision in (first, first, first, other, other):
+        log.decision(request, decision, 1.0)
+    assert b'"principal":"other"' in lines[3] and b'"principal":"other"' in lines[4]
+    assert all(b'"principal":"orders-send"' in line for line in lines[:3])
