@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 
-from cachetools import TLRUCache
+from cachetools import LRUCache
 
 from .credentials import AUTHZ_HEADER, SBA_HEADER
 from .model import AuthzRequest, Decision
@@ -28,18 +28,21 @@ _MEMO_ENTRIES = 16_384
 
 
 class DecisionCache:
-    """A TLRU cache of decisions keyed by digest; ``ttl <= 0`` disables it."""
+    """An LRU cache of decisions keyed by digest, each entry with its own expiry; ``ttl <= 0`` disables it.
 
-    __slots__ = ("_cache", "_requests", "_ttl")
+    An entry is good while ``clock() < min(stored + ttl, the decision's expires_at)``, exactly the time-to-use
+    rule of a ``TLRUCache``; it is kept as ``(expires, decision)`` in a plain ``LRUCache`` and checked on
+    lookup, which costs a fraction of the TLRU's expiry heap on every get and put. An expired entry is dropped
+    when it is looked up or when it is the least recently used; either way at most ``maxsize`` are held.
+    """
+
+    __slots__ = ("_cache", "_clock", "_requests", "_ttl")
 
     def __init__(self, *, maxsize: int, ttl: float, clock: Callable[[], float] = time.time) -> None:
         self._ttl = ttl
+        self._clock = clock
         self._requests: dict[bytes, bytes] = {}
-        self._cache: TLRUCache[bytes, Decision] = TLRUCache(maxsize=max(1, maxsize), ttu=self._ttu, timer=clock)
-
-    def _ttu(self, _key: bytes, decision: Decision, now: float) -> float:
-        expires = decision.expires_at if decision.expires_at is not None else math.inf
-        return min(now + self._ttl, expires)
+        self._cache: LRUCache[bytes, tuple[float, Decision]] = LRUCache(maxsize=max(1, maxsize))
 
     @staticmethod
     def key(*parts: str) -> bytes:
@@ -87,11 +90,20 @@ class DecisionCache:
     def get(self, key: bytes) -> Decision | None:
         if self._ttl <= 0:
             return None
-        return self._cache.get(key)
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if self._clock() < entry[0]:
+            return entry[1]
+        del self._cache[key]
+        return None
 
     def put(self, key: bytes, decision: Decision) -> None:
         if self._ttl > 0:
-            self._cache[key] = decision
+            now = self._clock()
+            expires = min(now + self._ttl, decision.expires_at if decision.expires_at is not None else math.inf)
+            if now < expires:  # an entry that could never be used is not stored (as a TLRUCache skips it)
+                self._cache[key] = (expires, decision)
 
     def __len__(self) -> int:
         return len(self._cache)
