@@ -8,6 +8,7 @@ rather than normalised: the service must never allow what the upstream will trea
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Iterable
@@ -39,6 +40,11 @@ _UNSAFE_DECODED = re.compile(r"[\x00-\x1f\x7f\\/]")
 # "%252e%252e" as "..", so such a segment names two different resources depending on who reads it.
 _DOUBLE_ENCODED = re.compile(r"%(?:2[eEfF]|5[cC]|25)")
 _HC_PREFIX = "$hc"
+# Resolutions and token resources remembered: a gateway in front of a few entities sends the same (Host, path) pairs,
+# and fresh tokens for one resource the same sr, over and over. Bounded in count and in the length of what is
+# remembered (at most ~1.5 MB each, whatever clients send).
+_MEMO_ENTRIES = 1024
+_MEMO_MAX_CHARS = 512
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -125,7 +131,21 @@ def parse_sr(decoded_sr: str) -> ResourcePath:
 
     ``sb``, ``http``, ``https``, ``ws`` and ``wss`` are the same resource; any valid port is ignored (Relay drops
     it); userinfo, query, fragment and every path ambiguity are refused.
+
+    A pure function, and every fresh token for a resource carries the same ``sr``: results for short ones are
+    remembered (bounded; a refusal is never remembered, it raises every time).
     """
+    if len(decoded_sr) <= _MEMO_MAX_CHARS:
+        return _parse_sr_remembered(decoded_sr)
+    return _parse_sr(decoded_sr)
+
+
+@functools.lru_cache(maxsize=_MEMO_ENTRIES)
+def _parse_sr_remembered(decoded_sr: str) -> ResourcePath:
+    return _parse_sr(decoded_sr)
+
+
+def _parse_sr(decoded_sr: str) -> ResourcePath:
     try:
         scheme, sep, rest = decoded_sr.partition("://")
         if not sep or scheme.lower() not in _SR_SCHEMES:
@@ -145,12 +165,6 @@ class ResolvedResource:
     namespace: Namespace
     entity: Entity | None
     path: ResourcePath
-
-
-# Resolutions remembered per configuration: a gateway in front of a few entities sends the same (Host, path) pairs
-# over and over. Bounded in count and in the length of what is remembered (at most ~1.5 MB whatever clients send).
-_MEMO_ENTRIES = 1024
-_MEMO_MAX_CHARS = 512
 
 
 class ResourceIndex:
