@@ -1,0 +1,61 @@
+"""The floors: do-nothing allow-all authorizers that every gateway-authz row is measured against.
+
+``--kind http``: an aiohttp routed ``web.Application`` (one catch-all route, default asyncio loop, one process)
+answering 200 with no body to anything, so it serves both Envoy's ``/ext_authz/...`` and NGINX's ``/auth``.
+``--kind grpc``: a grpc.aio ``envoy.service.auth.v3.Authorization/Check`` answering ``OK`` to every call.
+
+They decide nothing; what they cost is the price of the framework and the round trip alone. Run as scripts::
+
+    python tests/perf/floors.py --kind http --port 18080
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+
+def _serve_http(host: str, port: int) -> None:
+    from aiohttp import web
+
+    async def allow(_request: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", allow)
+    web.run_app(app, host=host, port=port, access_log=None, print=None)
+
+
+async def _serve_grpc(host: str, port: int) -> None:
+    import grpc
+    from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+    from google.rpc import status_pb2
+
+    ok = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=0))
+
+    class Allow:
+        async def Check(self, request: Any, context: Any) -> Any:
+            return ok
+
+    server = grpc.aio.server()
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Allow(), server)
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", choices=("http", "grpc"), required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    if args.kind == "http":
+        _serve_http(args.host, args.port)
+    else:
+        asyncio.run(_serve_grpc(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
