@@ -191,7 +191,7 @@ def _pipeline(sink: Sink) -> Any:
 _REQUEST_FIELDS = ("method", "host", "path", "gateway", "request_id", "latency_ms")
 _DECISION_FIELDS = ("decision", "status", "reason", "auth", "principal", "right", "namespace", "entity", "dry_run")
 _RESERVED = frozenset((*_DECISION_FIELDS, *_REQUEST_FIELDS, "event", "timestamp"))
-_RENDERED_DECISIONS = 1024  # decisions whose constant part is kept rendered (cached decisions recur)
+_RENDERED_DECISIONS = 1024  # distinct decision contents whose part of the line is kept rendered
 
 
 class AuditLog:
@@ -201,10 +201,10 @@ class AuditLog:
     rendering), called directly: the line is byte for byte what ``logger.info("authz.decision", **fields)``
     would write, without a bound logger's per-call dispatch and event-dict copying on every decision.
 
-    A decision that recurs (the same cached object answering again) has the fields that come from it rendered
-    once; each line then renders only the request's fields and the time. That shortcut is taken only when the
-    processors would change nothing (every string ASCII and free of anything redaction looks for), so the
-    bytes are the same either way.
+    The fields that come from the decision recur (a cached decision answers again; every fresh token of one
+    rule is decided alike), so they are rendered once per distinct content; each line then renders only the
+    request's fields and the time. That shortcut is taken only when the processors would change nothing (every
+    string ASCII and free of anything redaction looks for), so the bytes are the same either way.
     """
 
     __slots__ = ("_processors", "_rendered", "_sink", "_stamper")
@@ -213,9 +213,8 @@ class AuditLog:
         self._sink = sink
         self._processors = _processors()
         self._stamper: _IsoTimeStamper = self._processors[1]
-        # id(decision) -> (decision, head, tail): rendered at its second line; (decision, None, b"") after its first;
-        # (decision, None, b"-") when it cannot take the shortcut. Holding the decision keeps its id from being reused.
-        self._rendered: dict[int, tuple[Decision, bytes | None, bytes]] = {}
+        # a decision's content -> (head, tail) of its line, or (None, b"") when it cannot take the shortcut
+        self._rendered: dict[tuple[Any, ...], tuple[bytes | None, bytes]] = {}
 
     def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float) -> None:
         path = redact_target(request.target)
@@ -236,16 +235,28 @@ class AuditLog:
         self._line(request, decision, path, latency_ms)
 
     def _parts(self, decision: Decision) -> tuple[bytes | None, bytes]:
-        """The rendered parts of a decision seen before (rendered at its second line), else ``(None, b"")``."""
-        entry = self._rendered.get(id(decision))
-        if entry is None or entry[0] is not decision:  # first sighting (a fresh decision is often never seen again)
+        """The rendered line before and after the request's fields, from everything of ``decision`` it shows."""
+        content = (
+            decision.allowed,
+            decision.dry_run,
+            decision.status,
+            decision.reason,
+            decision.auth,
+            decision.principal,
+            decision.right,
+            decision.namespace,
+            decision.entity,
+            *decision.audit.items(),
+        )
+        try:
+            parts = self._rendered.get(content)
+        except TypeError:  # an audit value that is not hashable: not a string either, so no shortcut
+            return None, b""
+        if parts is None:
             if len(self._rendered) >= _RENDERED_DECISIONS:
                 self._rendered.clear()
-            self._rendered[id(decision)] = (decision, None, b"")
-            return None, b""
-        if entry[1] is None and entry[2] == b"":  # second sighting: render once, from now on reuse
-            entry = self._rendered[id(decision)] = _render_parts(decision)
-        return entry[1], entry[2]
+            parts = self._rendered[content] = _render_parts(decision)
+        return parts
 
     def _line(self, request: AuthzRequest, decision: Decision, path: str, latency_ms: float) -> None:
         event: Any = {
@@ -272,7 +283,7 @@ class AuditLog:
         self._sink(event + b"\n")
 
 
-def _render_parts(decision: Decision) -> tuple[Decision, bytes | None, bytes]:
+def _render_parts(decision: Decision) -> tuple[bytes | None, bytes]:
     """The rendered JSON before and after the request's fields, or no head when the shortcut does not apply."""
     audit = dict(decision.audit)
     head = {
@@ -288,8 +299,8 @@ def _render_parts(decision: Decision) -> tuple[Decision, bytes | None, bytes]:
     tail = {"dry_run": decision.dry_run, **audit, "event": "authz.decision"}
     texts = [v for v in (*head.values(), *tail.values()) if isinstance(v, str)]
     if _RESERVED.intersection(audit) or not all(isinstance(v, str) for v in audit.values()) or not _clean_ascii(*texts):
-        return (decision, None, b"-")  # rendered field by field, through the processors, every time
-    return (decision, orjson.dumps(head)[:-1] + b",", b"," + orjson.dumps(tail)[1:-1] + b',"timestamp":"')
+        return (None, b"")  # rendered field by field, through the processors, every time
+    return (orjson.dumps(head)[:-1] + b",", b"," + orjson.dumps(tail)[1:-1] + b',"timestamp":"')
 
 
 def make_ops_logger(sink: Sink | None = None) -> Any:

@@ -1,13 +1,15 @@
 """The audit line of a recurring decision, rendered from parts, is byte for byte the line the processors write.
 
-``AuditLog`` renders a cached decision's own fields once and afterwards only the request's; it may do so only
-where redaction and escaping would change nothing. Each case writes the same decision several times (first
-sighting, rendering, reuse) and compares every line with the plain processor path, at a frozen clock.
+``AuditLog`` renders the fields that come from a decision once per distinct content and afterwards only the
+request's; it may do so only where redaction and escaping would change nothing. Each case writes the same
+decision several times (rendering, reuse) and compares every line with the plain processor path, at a frozen clock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from types import MappingProxyType
 
 import pytest
 
@@ -86,14 +88,29 @@ def test_recurring_decision_lines_equal_the_processor_lines(decision_name: str) 
     assert (log._parts(decision)[0] is not None) is renderable  # the shortcut was (or was not) taken
 
 
-def test_renders_only_for_the_same_decision_object() -> None:
-    """An equal-looking but different decision object is rendered on its own, never from another's parts."""
+def test_decisions_that_differ_in_what_the_line_shows_never_share_parts() -> None:
+    """Decisions differing in any one field the line shows, written interleaved, each get their own exact line."""
+    base = DECISIONS["sas-allow"]
+    variants = [
+        base,
+        dataclasses.replace(base, dry_run=True),
+        dataclasses.replace(base, allowed=False, status=403, reason="insufficient_rights"),
+        dataclasses.replace(base, status=401),
+        dataclasses.replace(base, reason="other"),
+        dataclasses.replace(base, auth="jwt"),
+        dataclasses.replace(base, principal="other"),
+        dataclasses.replace(base, right=Right.LISTEN),
+        dataclasses.replace(base, right=None),
+        dataclasses.replace(base, namespace="fabrikam"),
+        dataclasses.replace(base, entity="invoices"),
+        dataclasses.replace(base, audit=MappingProxyType({"key_name": "orders-send", "key_slot": "secondary"})),
+        dataclasses.replace(base, audit=MappingProxyType({"key_slot": "primary", "key_name": "orders-send"})),
+        dataclasses.replace(base, audit=MappingProxyType({})),
+    ]
     lines: list[bytes] = []
     log = AuditLog(lines.append)
-    first = DECISIONS["sas-allow"]
-    other = Decision.allow(auth="sas", principal="other", right=Right.SEND, namespace="contoso", entity="orders")
     request = REQUESTS["plain"]
-    for decision in (first, first, first, other, other):
+    for decision in variants * 3:
         log.decision(request, decision, 1.0)
-    assert b'"principal":"other"' in lines[3] and b'"principal":"other"' in lines[4]
-    assert all(b'"principal":"orders-send"' in line for line in lines[:3])
+    assert lines == [_plain_line(request, decision, 1.0) for decision in variants * 3]
+    assert len(set(lines[: len(variants)])) == len(variants)
