@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..model import Decision
 
@@ -39,14 +40,30 @@ def deny_body(decision: Decision) -> bytes:
 def http_response(decision: Decision) -> web.Response:
     """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial)."""
     if decision.allowed:
-        headers = dict(allow_headers(decision))
-        if decision.strip_headers:
-            headers["x-envoy-auth-headers-to-remove"] = ", ".join(decision.strip_headers)
-        return web.Response(status=200, headers=headers)
+        return web.Response(status=200, headers=_allow_answer_headers(decision))
     deny_headers = {"content-type": "application/json", "x-authz-reason": decision.reason}
     if decision.status == 401:
         deny_headers["www-authenticate"] = WWW_AUTHENTICATE
     return web.Response(status=decision.status, body=deny_body(decision), headers=deny_headers)
+
+
+# An allow's answer headers by what they are made of: few distinct ones recur. Kept as an immutable CIMultiDict view,
+# which aiohttp's per-response copy takes fastest.
+_ALLOW_ANSWERS: dict[tuple[object, ...], CIMultiDictProxy[str]] = {}
+_ALLOW_ANSWERS_MAX = 1024
+
+
+def _allow_answer_headers(decision: Decision) -> CIMultiDictProxy[str]:
+    key = (decision.auth, decision.principal, decision.right, decision.strip_headers)
+    headers = _ALLOW_ANSWERS.get(key)
+    if headers is None:
+        built = dict(allow_headers(decision))
+        if decision.strip_headers:
+            built["x-envoy-auth-headers-to-remove"] = ", ".join(decision.strip_headers)
+        if len(_ALLOW_ANSWERS) >= _ALLOW_ANSWERS_MAX:
+            _ALLOW_ANSWERS.clear()
+        headers = _ALLOW_ANSWERS[key] = CIMultiDictProxy(CIMultiDict(built))
+    return headers
 
 
 def single_header(request: web.BaseRequest, name: str) -> str:
