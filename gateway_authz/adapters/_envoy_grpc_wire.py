@@ -199,7 +199,23 @@ def _header(name: str, value: str) -> Any:
     )
 
 
+# OK answers by what they are made of; few distinct ones recur. A message is only ever serialised after it is
+# returned (grpc calls SerializeToString), never changed, so one object can answer many calls.
+_OK_RESPONSES: dict[tuple[object, ...], Any] = {}
+_OK_RESPONSES_MAX = 1024
+
+
 def _ok_response(decision: Decision) -> Any:
+    key = (decision.auth, decision.principal, decision.right, decision.strip_headers, decision.strip_query)
+    response = _OK_RESPONSES.get(key)
+    if response is None:
+        if len(_OK_RESPONSES) >= _OK_RESPONSES_MAX:
+            _OK_RESPONSES.clear()
+        response = _OK_RESPONSES[key] = _build_ok_response(decision)
+    return response
+
+
+def _build_ok_response(decision: Decision) -> Any:
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.OK),
         ok_response=external_auth_pb2.OkHttpResponse(

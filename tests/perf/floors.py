@@ -50,7 +50,12 @@ def main() -> None:
     parser.add_argument("--kind", choices=("http", "grpc"), required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--uvloop", action="store_true", help="on uvloop instead of the default asyncio loop")
     args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
     if args.kind == "http":
         _serve_http(args.host, args.port)
     else:
