@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from gateway_authz.adapters import envoy_http
+    from gateway_authz.app import fast_decision_handler
     from gateway_authz.appkeys import SERVICE
     from tests.perf._gateways import jwt_wired
 
@@ -192,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
 
         report("SAS, unique tokens (miss): DecisionService.decide", _best(args.repeats, per_repeat, miss_loop))
         mocked = mocked_envoy_http(app, "ServiceBusAuthorization", fx.sas_token())
+        handler = fast_decision_handler(app, envoy_http.handle)  # what `serve` runs
         report(
             "SAS, cache hit: Envoy HTTP handler (adapter + decide + answer)",
-            _best(args.repeats, n(20_000), _async_loop(lambda _i: envoy_http.handle(mocked))),
+            _best(args.repeats, n(20_000), _async_loop(lambda _i: handler(mocked))),
         )
         if wired:
             bearer = envoy_request("authorization", f"Bearer {token}")
