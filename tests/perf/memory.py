@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull.write(line)
         devnull.flush()
 
-    checkpoints = sorted({c for c in (10_000, 100_000, 200_000, 500_000, args.count) if c <= args.count})
+    checkpoints = sorted({c for c in (10_000, 100_000, 200_000, 500_000, 1_000_000, args.count) if c <= args.count})
     print(f"# machine: {fx.machine()}")
     print(
         f"# {args.count:,} distinct valid SAS tokens through DecisionService.decide; decisionMaxEntries "
