@@ -10,7 +10,6 @@ import contextlib
 import http.client
 import io
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -200,26 +199,7 @@ def rss_kib(pid: int) -> int:
 # --------------------------------------------------------------------------------------------------- the service
 
 
-def serve_argv(
-    config_path: Path, port: int, admin_port: int, *, grpc_port: int | None = None, extra: Sequence[str] = ()
-) -> list[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "gateway_authz",
-        "serve",
-        "--config",
-        str(config_path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--admin-port",
-        str(admin_port),
-    ]
-    if grpc_port is not None:
-        argv += ["--grpc-port", str(grpc_port)]
-    return argv + list(extra)
+serve_argv = _procs.serve_argv  # the one argv builder, shared with start_authz
 
 
 def start_authz_on(

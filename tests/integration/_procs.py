@@ -361,6 +361,28 @@ def service_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def serve_argv(
+    config_path: Path, port: int, admin_port: int, *, grpc_port: int | None = None, extra: Sequence[str] = ()
+) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "gateway_authz",
+        "serve",
+        "--config",
+        str(config_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin_port),
+    ]
+    if grpc_port is not None:
+        argv += ["--grpc-port", str(grpc_port)]
+    return argv + list(extra)
+
+
 def start_authz(
     config_path: Path,
     workdir: Path,
@@ -376,23 +398,7 @@ def start_authz(
     def attempt(n: int) -> AuthzProcess:
         port, admin_port = free_port(), free_port()
         grpc_port = free_port() if grpc else None
-        argv = [
-            sys.executable,
-            "-m",
-            "gateway_authz",
-            "serve",
-            "--config",
-            str(config_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--admin-port",
-            str(admin_port),
-        ]
-        if grpc_port is not None:
-            argv += ["--grpc-port", str(grpc_port)]
-        argv += list(extra_args)
+        argv = serve_argv(config_path, port, admin_port, grpc_port=grpc_port, extra=extra_args)
         proc = ManagedProcess(f"{name}-{n}" if n else name, argv, workdir, env=service_env(env)).start()
         try:
             wait_until(
