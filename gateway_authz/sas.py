@@ -19,6 +19,7 @@ from typing import Literal
 from urllib.parse import quote_plus, unquote_to_bytes, urlencode
 
 from .errors import InvalidCredential
+from .model import Right
 from .resources import ResourcePath, parse_sr
 from .settings import AuthorizationRule
 
@@ -41,6 +42,14 @@ _SE = re.compile(r"0|[1-9][0-9]{0,11}")  # ASCII digits only: `int()` alone take
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space, no control characters
 _B64 = re.compile(r"[A-Za-z0-9+/]{43}=")  # 32 bytes, standard alphabet, padded: what every SDK emits
 _MAX_KEY_NAME = 256
+# The order every SDK writes the fields in (.NET, Java, Node, Python): a single match instead of a split and a map.
+_SDK_ORDER = re.compile(r"sr=([^&]+)&sig=([^&]+)&se=([^&]+)&skn=([^&]+)")
+# Raw sr -> its canonical resource: fresh tokens for one resource all carry the same sr, and its percent-decoding and
+# canonicalisation are pure. The sr is not secret (the signature is never part of a key). Only successes are kept;
+# bounded in entries and in the length of what is kept, cleared whole when full.
+_SR_SEEN: dict[str, ResourcePath] = {}
+_SR_SEEN_ENTRIES = 1024
+_SR_SEEN_MAX_CHARS = 512
 
 KeySlot = Literal["primary", "secondary"]
 
@@ -83,6 +92,41 @@ def parse_sas(value: str) -> SasToken:
     body = value[len(SAS_PREFIX) :]
     if not _TOKEN_CHARS.fullmatch(body):
         raise _malformed("token holds whitespace, control or non-ASCII characters")
+    in_sdk_order = _SDK_ORDER.fullmatch(body)
+    if in_sdk_order is not None:  # exactly the four fields, each once: what the general split below would find
+        raw_sr, raw_sig, raw_se, raw_skn = in_sdk_order.groups()
+    else:
+        raw_sr, raw_sig, raw_se, raw_skn = _split_fields(body)
+    if not _SE.fullmatch(raw_se) or (expiry := int(raw_se)) > MAX_EXPIRY:
+        raise _malformed("se is not a plain non-negative number of seconds")
+    resource = _SR_SEEN.get(raw_sr)  # an sr decoded and canonicalised before: no need to do either again
+    try:
+        sig_text = _unquote_base64(raw_sig)
+        key_name = unquote_to_bytes(raw_skn).decode("utf-8") if "%" in raw_skn else raw_skn
+        decoded_sr = unquote_to_bytes(raw_sr).decode("utf-8") if resource is None else ""
+    except UnicodeDecodeError:
+        raise _malformed("field is not valid UTF-8 after percent-decoding") from None
+    if not _B64.fullmatch(sig_text):
+        raise _malformed("sig is not a base64 HMAC-SHA256")
+    if not 0 < len(key_name) <= _MAX_KEY_NAME:
+        raise _malformed("skn is empty or too long")
+    try:
+        signature = binascii.a2b_base64(sig_text, strict_mode=True)
+    except binascii.Error:
+        raise _malformed("sig is not base64") from None
+    if binascii.b2a_base64(signature, newline=False) != sig_text.encode():  # unused low bits set: four spellings
+        raise _malformed("sig is not canonical base64")
+    if resource is None:
+        resource = parse_sr(decoded_sr)
+        if len(raw_sr) <= _SR_SEEN_MAX_CHARS:
+            if len(_SR_SEEN) >= _SR_SEEN_ENTRIES:
+                _SR_SEEN.clear()
+            _SR_SEEN[raw_sr] = resource
+    return SasToken(raw_sr, raw_se, resource, signature, expiry, key_name)  # by position: keywords cost more
+
+
+def _split_fields(body: str) -> tuple[str, str, str, str]:
+    """The raw ``sr``, ``sig``, ``se`` and ``skn`` of a token body in any order, each exactly once, nothing else."""
     fields: dict[str, str] = {}
     for part in body.split("&"):
         name, sep, field_value = part.partition("=")
@@ -95,42 +139,32 @@ def parse_sas(value: str) -> SasToken:
         fields[name] = field_value
     if len(fields) != len(_FIELDS):
         raise _malformed("missing field")
-    raw_se = fields["se"]
-    if not _SE.fullmatch(raw_se) or int(raw_se) > MAX_EXPIRY:
-        raise _malformed("se is not a plain non-negative number of seconds")
-    try:
-        sig_text = unquote_to_bytes(fields["sig"]).decode("ascii")
-        key_name = unquote_to_bytes(fields["skn"]).decode("utf-8")
-        decoded_sr = unquote_to_bytes(fields["sr"]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise _malformed("field is not valid UTF-8 after percent-decoding") from None
-    if not _B64.fullmatch(sig_text):
-        raise _malformed("sig is not a base64 HMAC-SHA256")
-    if not 0 < len(key_name) <= _MAX_KEY_NAME:
-        raise _malformed("skn is empty or too long")
-    try:
-        signature = base64.b64decode(sig_text, validate=True)
-    except binascii.Error:
-        raise _malformed("sig is not base64") from None
-    if base64.b64encode(signature) != sig_text.encode():  # unused low bits set: four spellings of one signature
-        raise _malformed("sig is not canonical base64")
-    return SasToken(
-        raw_sr=fields["sr"],
-        raw_se=raw_se,
-        resource=parse_sr(decoded_sr),
-        signature=signature,
-        expiry=int(raw_se),
-        key_name=key_name,
-    )
+    return fields["sr"], fields["sig"], fields["se"], fields["skn"]
+
+
+def _unquote_base64(raw: str) -> str:
+    """``unquote_to_bytes(raw).decode("ascii")`` for a printable-ASCII ``raw``; raises ``UnicodeDecodeError``.
+
+    What SDKs send escapes exactly ``+``, ``/`` and ``=``, in upper-case hex: replaced directly. The replacements
+    add no ``%``, so if none is left every escape was one of those three and the result is what the general
+    decoder gives; any other escape (lower-case hex, say) goes through the general decoder itself.
+    """
+    text = raw.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")
+    if "%" in text:
+        return unquote_to_bytes(raw).decode("ascii")
+    return text
 
 
 class RuleKeys:
     """A rule with its HMAC keys prepared once at configuration load (the key schedule is not per request)."""
 
-    __slots__ = ("_macs", "rule")
+    __slots__ = ("_macs", "granted", "rule")
 
     def __init__(self, rule: AuthorizationRule) -> None:
         self.rule = rule
+        # Every right the rule confers, as a tuple: `in` on it compares members by identity, where `rule.grants`
+        # hashes the enum members in Python on every request.
+        self.granted = tuple(right for right in Right if rule.grants(right))
         slots: list[tuple[KeySlot, hmac.HMAC]] = [
             ("primary", hmac.new(rule.primary_key.encode("utf-8"), digestmod=hashlib.sha256))
         ]

@@ -9,12 +9,14 @@ own ``generate_sas_token``.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import itertools
 import re
 import string
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, quote_plus, unquote, unquote_to_bytes
 
 import pytest
 from _factories import (
@@ -775,3 +777,144 @@ def test_any_single_byte_change_to_a_valid_token_is_refused() -> None:
                 continue
             accepted.append((i, replacement))
     assert set(accepted) == twins
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The fast paths of parse_sas (fields in SDK order, the common sig escapes, sr already seen) against the plain
+# parser they stand in for: the same token, or the same refusal with the same detail, for every input.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _reference_parse_sas(value: str) -> tuple[str, str, Any, bytes, int, str]:
+    """The straightforward parser (split into a map, decode every field, canonicalise sr), as it was written first."""
+    if len(value) > MAX_SAS_LENGTH:
+        raise InvalidCredential("token_too_large", f"SAS token longer than {MAX_SAS_LENGTH} characters")
+    if not value.startswith("SharedAccessSignature "):
+        raise InvalidCredential("malformed_token", "not a SharedAccessSignature token")
+    body = value[len("SharedAccessSignature ") :]
+    if not re.fullmatch(r"[\x21-\x7e]+", body):
+        raise InvalidCredential("malformed_token", "token holds whitespace, control or non-ASCII characters")
+    found: dict[str, str] = {}
+    for part in body.split("&"):
+        name, sep, field_value = part.partition("=")
+        if not sep or not field_value:
+            raise InvalidCredential("malformed_token", "empty field or field without a value")
+        if name not in ("sr", "sig", "se", "skn"):
+            raise InvalidCredential("malformed_token", "unknown field")
+        if name in found:
+            raise InvalidCredential("malformed_token", "repeated field")
+        found[name] = field_value
+    if len(found) != 4:
+        raise InvalidCredential("malformed_token", "missing field")
+    raw_se = found["se"]
+    if not re.fullmatch(r"0|[1-9][0-9]{0,11}", raw_se) or int(raw_se) > MAX_EXPIRY:
+        raise InvalidCredential("malformed_token", "se is not a plain non-negative number of seconds")
+    try:
+        sig_text = unquote_to_bytes(found["sig"]).decode("ascii")
+        key_name = unquote_to_bytes(found["skn"]).decode("utf-8")
+        decoded_sr = unquote_to_bytes(found["sr"]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidCredential("malformed_token", "field is not valid UTF-8 after percent-decoding") from None
+    if not re.fullmatch(r"[A-Za-z0-9+/]{43}=", sig_text):
+        raise InvalidCredential("malformed_token", "sig is not a base64 HMAC-SHA256")
+    if not 0 < len(key_name) <= 256:
+        raise InvalidCredential("malformed_token", "skn is empty or too long")
+    try:
+        sig = base64.b64decode(sig_text, validate=True)
+    except binascii.Error:
+        raise InvalidCredential("malformed_token", "sig is not base64") from None
+    if base64.b64encode(sig) != sig_text.encode():
+        raise InvalidCredential("malformed_token", "sig is not canonical base64")
+    return found["sr"], raw_se, parse_sr(decoded_sr), sig, int(raw_se), key_name
+
+
+def _outcome(parse: Any, value: str) -> tuple[object, ...]:
+    try:
+        token = parse(value)
+    except InvalidCredential as error:
+        return ("refused", error.reason, error.detail)
+    if isinstance(token, SasToken):
+        token = (token.raw_sr, token.raw_se, token.resource, token.signature, token.expiry, token.key_name)
+    return ("parsed", *token)
+
+
+def _sig_spellings(sig: str) -> list[str]:
+    """One base64 signature spelled every way a client or an attacker might percent-encode it."""
+    upper = quote(sig, safe="")
+    return [
+        upper,
+        sig,
+        _lowercase_escapes(upper),
+        upper.replace("%2F", "%2f", 1),
+        "".join(f"%{ord(c):02X}" for c in sig),  # every character escaped, letters too
+        upper.replace("%", "%25", 1),  # an escaped percent sign: decodes to "%2B…", not base64
+        upper + "%",
+        "%" + upper,
+        upper.replace("%2B", "%2", 1) if "%2B" in upper else upper[:-3] + "%3",
+        upper[:-3] + "%C3%A9",  # non-ASCII after decoding
+        upper[:-3] + "%FF",  # not UTF-8 at all
+        upper[:-3],  # unpadded
+        upper[:-3] + "%3D%3D",
+        quote(_non_canonical(sig), safe=""),  # unused low bits set
+    ]
+
+
+_SDK_ORDER = ("sr", "sig", "se", "skn")
+
+
+def _differential_corpus() -> list[str]:
+    seed = mint("/orders")
+    base = dict(fields(seed))
+    plus_slash = dict(fields(PLUS_SLASH))
+    values = [seed, PLUS_SLASH]
+    for source in (base, plus_slash):
+        for raw_sig in _sig_spellings(unquote(source["sig"])):
+            values.append(assemble((n, raw_sig if n == "sig" else source[n]) for n in _SDK_ORDER))
+    for raw_sr in (
+        base["sr"],
+        _lowercase_escapes(base["sr"]),
+        base["sr"] + "%2F",
+        base["sr"] + "%2F..",
+        base["sr"] + "%FF",  # invalid UTF-8: refused, and never remembered
+        base["sr"] + "%2Fx%3Fq",
+        quote(f"ftp://{HOST}/orders", safe=""),
+        "sb://" + HOST + "/orders",  # unencoded
+    ):
+        values.append(assemble((n, raw_sr if n == "sr" else base[n]) for n in _SDK_ORDER))
+        # the same sr a second time, now with a broken sig or skn: the remembered sr must change nothing
+        values.append(assemble((n, {"sr": raw_sr, "sig": "%FF" + base["sig"][3:]}.get(n, base[n])) for n in _SDK_ORDER))
+        values.append(assemble((n, {"sr": raw_sr, "skn": "%C3"}.get(n, base[n])) for n in _SDK_ORDER))
+    for raw_skn in ("Root%20Manage", "%52oot", "r" * 257, "%", "a%2", "%C3%A9"):
+        values.append(assemble((n, raw_skn if n == "skn" else base[n]) for n in _SDK_ORDER))
+    for raw_se in ("0", "00", "1e9", "-1", str(MAX_EXPIRY), str(MAX_EXPIRY + 1), "9" * 13, "%31"):
+        values.append(assemble((n, raw_se if n == "se" else base[n]) for n in _SDK_ORDER))
+    for order in itertools.permutations(_SDK_ORDER):
+        values.append(assemble((n, base[n]) for n in order))
+    in_order = [(n, base[n]) for n in _SDK_ORDER]
+    values += [
+        assemble(in_order[:3]),
+        assemble([*in_order, ("se", base["se"])]),
+        assemble([*in_order, ("x", "1")]),
+        assemble([*in_order[:1], ("sr", base["sr"]), *in_order[1:]]),
+        assemble([("SR", base["sr"]), *in_order[1:]]),
+        assemble([(n, v + "=" if n == "sr" else v) for n, v in in_order]),
+        assemble([(n, "" if n == "skn" else v) for n, v in in_order]),
+        seed + "&",
+        "&" + seed,
+        seed.replace("&sig=", "&&sig="),
+        seed.replace("&sig=", "&sig"),
+        seed.replace(" ", "  "),
+        seed.lower(),
+        seed + " ",
+        seed + "\u00e9",
+    ]
+    return values
+
+
+def test_parse_sas_fast_paths_give_exactly_what_the_plain_parser_gives() -> None:
+    """Same token or same refusal (reason and detail) as the plain parser, twice over: the second pass finds every
+    sr already remembered."""
+    corpus = _differential_corpus()
+    for _ in range(2):
+        for value in corpus:
+            assert _outcome(parse_sas, value) == _outcome(_reference_parse_sas, value), value
