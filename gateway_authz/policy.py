@@ -12,19 +12,25 @@ Role assignments for JWTs are in :mod:`gateway_authz.rbac`; this module only dec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .credentials import QueryFacts
-from .errors import InvalidCredential, NotPermitted
+from .errors import CannotVerify, InvalidCredential, NotPermitted
 from .model import AuthzRequest, Right
-from .resources import ResolvedResource, ResourceIndex, canonical_segments
+from .resources import ResolvedResource, ResourceIndex, ResourcePath, canonical_segments
 from .sas import RuleKeys, SasToken, VerifiedSas, verify_sas
 from .settings import Entity, Namespace, SasSettings, Settings
 
 __all__ = ["CompiledPolicy"]
 
 _ROUTE_RIGHTS = {r.value.lower(): r for r in Right}
+# (namespace, sr, key name) -> the rules that may have signed such a token: every fresh token for a resource asks the
+# same question. Only non-secret parts of the token are in the key. Bounded in entries and in the length of a key,
+# cleared whole when full; it belongs to one compiled configuration and goes with it.
+_PLAN_ENTRIES = 1024
+_PLAN_MAX_CHARS = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +40,19 @@ class _ScopedRules:
     by_name: dict[str, tuple[RuleKeys, ...]]  # key name -> that name's rules on every entity
 
 
+class _SasPlan(NamedTuple):
+    sr_in_namespace: bool
+    sr_entity: Entity | None  # the entity the sr names in this namespace, if any
+    entity_keys: RuleKeys | None  # that entity's rule with the token's key name
+    namespace_keys: RuleKeys | None  # the namespace's rule with the token's key name
+    candidates: tuple[RuleKeys, ...]  # entity rule first, then namespace rule
+    others: tuple[RuleKeys, ...]  # the key name's rules on other entities: a 403 rather than a 401 if one signed
+
+
 class CompiledPolicy:
     """A configuration compiled once for per-request use: lookups indexed, HMAC keys prepared."""
 
-    __slots__ = ("_management", "_rules", "index", "settings")
+    __slots__ = ("_management", "_rules", "_sas_plans", "index", "settings")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -47,6 +62,7 @@ class CompiledPolicy:
             ns.name: tuple((canonical_segments(route.path), route.methods) for route in ns.management_routes)
             for ns in settings.namespaces
         }
+        self._sas_plans: dict[tuple[str, str, tuple[str, ...], str], _SasPlan] = {}
 
     def required_rights(
         self, request: AuthzRequest, resolved: ResolvedResource, query: QueryFacts
@@ -84,34 +100,56 @@ class CompiledPolicy:
     ) -> VerifiedSas:
         """Verify ``token`` for ``resolved`` and check it grants ``rights``; raises on any failure."""
         namespace = resolved.namespace
-        rules = self._rules[namespace.name]
         sr = token.resource
-        sr_in_namespace = sr.host in namespace.hosts
-        sr_entity = self.index.entity_for(namespace, sr.segments) if sr_in_namespace else None
-        entity_keys = rules.entities.get((sr_entity.name.lower(), token.key_name)) if sr_entity else None
-        candidates = [k for k in (entity_keys, rules.namespace.get(token.key_name)) if k is not None]
+        plan_key = (namespace.name, sr.host, sr.segments, token.key_name)
+        plan = self._sas_plans.get(plan_key)
+        if plan is None:
+            plan = self._sas_plan(namespace, sr, token.key_name)
+            if len(sr.host) + sum(map(len, sr.segments)) + len(token.key_name) <= _PLAN_MAX_CHARS:
+                if len(self._sas_plans) >= _PLAN_ENTRIES:
+                    self._sas_plans.clear()
+                self._sas_plans[plan_key] = plan
         sas = self.settings.sas
         try:
             verified = verify_sas(
                 token,
-                candidates,
+                plan.candidates,
                 now=now,
                 clock_skew=sas.clock_skew_seconds,
                 max_lifetime=sas.max_token_lifetime_seconds,
             )
         except InvalidCredential as error:
             if error.reason in ("unknown_key_name", "bad_signature"):
-                others = [k for k in rules.by_name.get(token.key_name, ()) if k not in candidates]
-                _refuse_if_signed_elsewhere(token, others, now=now, sas=sas)
+                _refuse_if_signed_elsewhere(token, plan.others, now=now, sas=sas)
             raise
         request_segments = resolved.path.segments
-        if not sr_in_namespace or request_segments[: len(sr.segments)] != sr.segments:
+        if not plan.sr_in_namespace or request_segments[: len(sr.segments)] != sr.segments:
             raise NotPermitted("token_scope", "the token's sr does not cover the requested resource")
-        if entity_keys is not None and verified.rule is entity_keys.rule and resolved.entity is not sr_entity:
-            raise NotPermitted("rule_scope", "an entity rule only grants access to its own entity")
-        if not all(verified.rule.grants(right) for right in rights):
-            raise NotPermitted("insufficient_rights", "the rule does not grant the required right")
+        entity_keys = plan.entity_keys
+        signer: RuleKeys | None
+        if entity_keys is not None and verified.rule is entity_keys.rule:
+            if resolved.entity is not plan.sr_entity:
+                raise NotPermitted("rule_scope", "an entity rule only grants access to its own entity")
+            signer = entity_keys
+        else:
+            signer = plan.namespace_keys
+        if signer is None or signer.rule is not verified.rule:  # verify_sas only returns a candidate's rule
+            raise CannotVerify("internal_error", "verified rule is not a candidate")
+        for right in rights:
+            if right not in signer.granted:
+                raise NotPermitted("insufficient_rights", "the rule does not grant the required right")
         return verified
+
+    def _sas_plan(self, namespace: Namespace, sr: ResourcePath, key_name: str) -> _SasPlan:
+        """Which rules may have signed a token for ``sr`` named ``key_name``, met in ``namespace``'s requests."""
+        rules = self._rules[namespace.name]
+        sr_in_namespace = sr.host in namespace.hosts
+        sr_entity = self.index.entity_for(namespace, sr.segments) if sr_in_namespace else None
+        entity_keys = rules.entities.get((sr_entity.name.lower(), key_name)) if sr_entity else None
+        namespace_keys = rules.namespace.get(key_name)
+        candidates = tuple(k for k in (entity_keys, namespace_keys) if k is not None)
+        others = tuple(k for k in rules.by_name.get(key_name, ()) if k not in candidates)
+        return _SasPlan(sr_in_namespace, sr_entity, entity_keys, namespace_keys, candidates, others)
 
     @staticmethod
     def authorize_anonymous(resolved: ResolvedResource, rights: tuple[Right, ...]) -> Entity:
@@ -124,7 +162,7 @@ class CompiledPolicy:
         )
 
 
-def _refuse_if_signed_elsewhere(token: SasToken, others: list[RuleKeys], *, now: float, sas: SasSettings) -> None:
+def _refuse_if_signed_elsewhere(token: SasToken, others: Sequence[RuleKeys], *, now: float, sas: SasSettings) -> None:
     """A valid token signed by a rule on *another* entity is a credential without rights here: 403, not 401.
 
     Valid means verified in full (expiry and lifetime cap included): an expired token is a 401 wherever it was

@@ -39,9 +39,10 @@ from _factories import (
 )
 
 from gateway_authz.credentials import parse_query
-from gateway_authz.errors import NotPermitted
+from gateway_authz.errors import AuthzError, NotPermitted
 from gateway_authz.model import Decision, Right
 from gateway_authz.policy import CompiledPolicy
+from gateway_authz.sas import RuleKeys, parse_sas
 from gateway_authz.settings import AuthorizationRule
 
 ORDERS_URI = uri("/orders")
@@ -396,3 +397,56 @@ def test_rule_repr_never_shows_keys() -> None:
     """A rule's repr (tracebacks, logs) names the rule and rights, never a key."""
     rule = AuthorizationRule(ROOT, ROOT_PRIMARY, "secondary-secret", ALL_RIGHTS)
     assert ROOT_PRIMARY not in repr(rule) and "secondary-secret" not in repr(rule)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What CompiledPolicy remembers per (namespace, sr, key name) changes no outcome
+# --------------------------------------------------------------------------------------------------------------
+
+_SIGNERS = (
+    (ROOT, ROOT_PRIMARY),
+    (SEND_ONLY, SEND_ONLY_KEY),
+    (ORDERS_SEND, ORDERS_SEND_KEY),
+    (ORDERS_LISTEN, ORDERS_LISTEN_KEY),
+    (PRIORITY_SEND, PRIORITY_SEND_KEY),
+    (ORDERS_SEND, ROOT_PRIMARY),  # the right name under the wrong key
+)
+_SRS = ("/", "/orders", "/orders/priority", "/orders2", "/eu/orders", uri("/orders", host=OTHER_HOST))
+_PATHS = ("/orders", "/orders/priority/x", "/orders2", "/eu/orders")
+
+
+def _authorize_outcome(policy: CompiledPolicy, token: str, path: str, rights: tuple[Right, ...]) -> str:
+    try:
+        verified = policy.authorize_sas(parse_sas(token), policy.resolve(HOST, path), rights, now=NOW)
+    except AuthzError as error:
+        return f"{error.status} {error.reason}"
+    return f"200 {verified.rule.key_name} {verified.key_slot}"
+
+
+def test_remembered_sas_plans_give_the_same_outcome_as_a_fresh_policy() -> None:
+    """Every (sr, signer, path, rights) outcome on a policy that has seen all the others, with fresh tokens each time
+    (same sr and key name, new expiry and signature), equals the outcome on a policy that has seen nothing."""
+    shared = CompiledPolicy(make_settings())
+    cases = [
+        (sr, skn, key, path, rights)
+        for sr in _SRS
+        for skn, key in _SIGNERS
+        for path in _PATHS
+        for rights in ((Right.SEND,), (Right.LISTEN,), (Right.SEND, Right.LISTEN), (Right.MANAGE,))
+    ]
+    outcomes = set()
+    for round_ in range(2):
+        for sr, skn, key, path, rights in cases:
+            token = mint(sr, skn, key, ttl=3600 + round_)
+            fresh = _authorize_outcome(CompiledPolicy(make_settings()), token, path, rights)
+            assert _authorize_outcome(shared, token, path, rights) == fresh, (sr, skn, path, rights)
+            outcomes.add(fresh.split()[1])
+    assert outcomes >= {"bad_signature", "token_scope", "rule_scope", "insufficient_rights", ROOT, ORDERS_SEND}
+
+
+def test_rule_keys_grant_exactly_what_the_rule_grants() -> None:
+    for rights in (frozenset({Right.SEND}), frozenset({Right.LISTEN, Right.SEND}), frozenset({Right.MANAGE})):
+        keys = RuleKeys(AuthorizationRule("k", ROOT_PRIMARY, None, rights))
+        assert {right for right in Right if right in keys.granted} == {
+            right for right in Right if keys.rule.grants(right)
+        }
