@@ -46,6 +46,9 @@ class QueryFacts:
     action_right: Right | None
 
 
+_NOTHING_IN_QUERY = QueryFacts(token=None, action_right=None)  # most requests have no query: one shared answer
+
+
 @dataclass(frozen=True, slots=True)
 class FoundCredential:
     """The credential a request carries and the carriers a gateway must strip before the upstream sees them."""
@@ -59,24 +62,25 @@ class FoundCredential:
 
 def parse_query(query: str) -> QueryFacts:
     """Pick ``sb-hc-token`` and ``sb-hc-action`` out of a raw query string, strictly."""
+    if not query:
+        return _NOTHING_IN_QUERY
     found: dict[str, str] = {}
-    if query:
-        for pair in query.split("&"):
-            raw_name, _, raw_value = pair.partition("=")
-            try:
-                name = unquote_to_bytes(raw_name).decode("utf-8").lower()
-            except UnicodeDecodeError:
-                continue  # not a name any Relay parameter decodes to
-            if name not in _RESERVED:
-                continue
-            if raw_name != name:
-                raise InvalidCredential("ambiguous_credential", f"{name} spelled other than literally")
-            if name in found:
-                raise InvalidCredential("duplicate_credential", f"{name} given more than once")
-            try:
-                found[name] = unquote_plus(raw_value, errors="strict")
-            except UnicodeDecodeError:
-                raise InvalidCredential("malformed_token", f"{name} is not valid UTF-8") from None
+    for pair in query.split("&"):
+        raw_name, _, raw_value = pair.partition("=")
+        try:
+            name = unquote_to_bytes(raw_name).decode("utf-8").lower()
+        except UnicodeDecodeError:
+            continue  # not a name any Relay parameter decodes to
+        if name not in _RESERVED:
+            continue
+        if raw_name != name:
+            raise InvalidCredential("ambiguous_credential", f"{name} spelled other than literally")
+        if name in found:
+            raise InvalidCredential("duplicate_credential", f"{name} given more than once")
+        try:
+            found[name] = unquote_plus(raw_value, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidCredential("malformed_token", f"{name} is not valid UTF-8") from None
     action = found.get(ACTION_PARAM)
     action_right = None
     if action is not None:
@@ -87,7 +91,7 @@ def parse_query(query: str) -> QueryFacts:
 
 
 def _single(request: AuthzRequest, name: str) -> str | None:
-    values = request.header(name)
+    values = request.headers.get(name, ())  # `name` is one of our lower-case constants: no `header()` lower-casing
     if len(values) > 1:
         raise InvalidCredential("duplicate_credential", f"{name} header given more than once")
     return values[0] if values else None

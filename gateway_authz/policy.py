@@ -26,6 +26,7 @@ from .settings import Entity, Namespace, SasSettings, Settings
 __all__ = ["CompiledPolicy"]
 
 _ROUTE_RIGHTS = {r.value.lower(): r for r in Right}
+_SEND_ONLY = (Right.SEND,)  # what a request needs when nothing says otherwise: most requests
 # (namespace, sr, key name) -> the rules that may have signed such a token: every fresh token for a resource asks the
 # same question. Only non-secret parts of the token are in the key. Bounded in entries and in the length of a key,
 # cleared whole when full; it belongs to one compiled configuration and goes with it.
@@ -89,7 +90,9 @@ class CompiledPolicy:
         if query.action_right is not None:
             rights.append(query.action_right)
         if not rights:
-            rights.append(Right.SEND)
+            return _SEND_ONLY
+        if len(rights) == 1:  # nothing to de-duplicate (dict.fromkeys would hash the enum members in Python)
+            return (rights[0],)
         return tuple(dict.fromkeys(rights))
 
     def resolve(self, host: str, path: str) -> ResolvedResource:

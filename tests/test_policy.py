@@ -364,6 +364,8 @@ async def test_valid_credential_on_anonymous_entity_is_reported_as_sas() -> None
         ("PUT", "/$admin", "sb-hc-action=listen", {}, (Right.MANAGE, Right.LISTEN)),
         ("GET", "/orders", "sb-hc-action=connect", {"right": "Listen"}, (Right.LISTEN, Right.SEND)),
         ("GET", "/orders", "", {"right": "manage"}, (Right.MANAGE,)),
+        ("GET", "/orders", "sb-hc-action=listen", {"right": "Listen"}, (Right.LISTEN,)),  # each right once
+        ("PUT", "/$admin", "", {"right": "Manage"}, (Right.MANAGE,)),
     ],
 )
 def test_required_rights(method: str, path: str, query: str, context: dict[str, str], rights: tuple) -> None:
