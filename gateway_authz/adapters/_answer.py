@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..model import Decision
 
-__all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response", "single_header", "single_value"]
+__all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response"]
 
 # One header value with both challenges: NGINX copies only the first WWW-Authenticate line to the client.
 WWW_AUTHENTICATE = 'SharedAccessSignature realm="gateway-authz", Bearer realm="gateway-authz"'
@@ -48,12 +46,17 @@ def http_response(decision: Decision) -> web.Response:
 
 
 # An allow's answer headers by what they are made of: few distinct ones recur. Kept as an immutable CIMultiDict view,
-# which aiohttp's per-response copy takes fastest.
+# which aiohttp's per-response copy takes fastest. A cached decision answers again as the very same object, so it is
+# first looked up by identity (kept beside its id, so that the id stays its own), then by content.
 _ALLOW_ANSWERS: dict[tuple[object, ...], CIMultiDictProxy[str]] = {}
+_ALLOW_ANSWERS_BY_IDENTITY: dict[int, tuple[Decision, CIMultiDictProxy[str]]] = {}
 _ALLOW_ANSWERS_MAX = 1024
 
 
 def _allow_answer_headers(decision: Decision) -> CIMultiDictProxy[str]:
+    known = _ALLOW_ANSWERS_BY_IDENTITY.get(id(decision))
+    if known is not None and known[0] is decision:
+        return known[1]
     key = (decision.auth, decision.principal, decision.right, decision.strip_headers)
     headers = _ALLOW_ANSWERS.get(key)
     if headers is None:
@@ -63,16 +66,7 @@ def _allow_answer_headers(decision: Decision) -> CIMultiDictProxy[str]:
         if len(_ALLOW_ANSWERS) >= _ALLOW_ANSWERS_MAX:
             _ALLOW_ANSWERS.clear()
         headers = _ALLOW_ANSWERS[key] = CIMultiDictProxy(CIMultiDict(built))
+    if len(_ALLOW_ANSWERS_BY_IDENTITY) >= _ALLOW_ANSWERS_MAX:
+        _ALLOW_ANSWERS_BY_IDENTITY.clear()
+    _ALLOW_ANSWERS_BY_IDENTITY[id(decision)] = (decision, headers)
     return headers
-
-
-def single_header(request: web.BaseRequest, name: str) -> str:
-    """The one value of ``name``, or ``""`` when it is absent or repeated (which then fails closed downstream)."""
-    values = request.headers.getall(name, ())
-    return values[0] if len(values) == 1 else ""
-
-
-def single_value(headers: Mapping[str, tuple[str, ...]], name: str) -> str:
-    """:func:`single_header` over headers already grouped by lower-case ``name`` (``headers_from_pairs``)."""
-    values = headers.get(name, ())
-    return values[0] if len(values) == 1 else ""

@@ -10,8 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import SERVICE
-from ..model import AuthzRequest, headers_from_pairs
-from ._answer import http_response, single_value
+from ..model import AuthzRequest
+from ._answer import http_response
+from ._headers import HeaderView
 
 __all__ = ["PATH_PREFIX", "handle", "to_authz_request"]
 
@@ -21,15 +22,15 @@ PATH_PREFIX = "/ext_authz"
 def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
     raw = request.raw_path
     target = raw[len(PATH_PREFIX) :] if raw.startswith(PATH_PREFIX) else ""
-    headers = headers_from_pairs(request.headers.items())
+    headers = HeaderView(request.headers)
     return AuthzRequest(
         gateway="envoy-http",
         method=request.method,
-        host=single_value(headers, "host"),
+        host=headers.single("host"),
         target=target,
         headers=headers,
-        scheme=single_value(headers, "x-forwarded-proto") or "http",
-        request_id=single_value(headers, "x-request-id"),
+        scheme=headers.single("x-forwarded-proto") or "http",
+        request_id=headers.single("x-request-id"),
     )
 
 

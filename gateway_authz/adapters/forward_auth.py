@@ -10,22 +10,23 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import SERVICE
-from ..model import AuthzRequest, headers_from_pairs
-from ._answer import http_response, single_value
+from ..model import AuthzRequest
+from ._answer import http_response
+from ._headers import HeaderView
 
 __all__ = ["handle", "to_authz_request"]
 
 
 def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
-    headers = headers_from_pairs(request.headers.items())
+    headers = HeaderView(request.headers)
     return AuthzRequest(
         gateway="forward-auth",
-        method=single_value(headers, "x-forwarded-method"),
-        host=single_value(headers, "x-forwarded-host"),
-        target=single_value(headers, "x-forwarded-uri"),
+        method=headers.single("x-forwarded-method"),
+        host=headers.single("x-forwarded-host"),
+        target=headers.single("x-forwarded-uri"),
         headers=headers,
-        scheme=single_value(headers, "x-forwarded-proto") or "http",
-        request_id=single_value(headers, "x-request-id"),
+        scheme=headers.single("x-forwarded-proto") or "http",
+        request_id=headers.single("x-request-id"),
     )
 
 
