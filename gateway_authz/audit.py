@@ -64,6 +64,18 @@ def _clean_ascii(*texts: str) -> bool:
     return "sig=" not in lowered and "sharedaccesssignature" not in lowered and "eyj" not in lowered
 
 
+def _verbatim(text: str) -> bool:
+    """True when JSON writes ``text`` as it is and redaction has nothing to look at in it.
+
+    Printable ASCII needs escaping only for a quote or a backslash; the three lower-cased needles are those of
+    :func:`_clean_ascii`. Fields joined with a space cannot form a needle across a boundary (none holds one).
+    """
+    if not (text.isascii() and text.isprintable()) or '"' in text or "\\" in text:
+        return False
+    lowered = text.lower()
+    return "sig=" not in lowered and "sharedaccesssignature" not in lowered and "eyj" not in lowered
+
+
 def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Every match of _SECRETS holds "sig=", "sharedaccesssignature" or "eyj" in some letter case. When the event's
     # text is ASCII (where the pattern's case-insensitivity is plain ASCII case), a lower-cased scan for those
@@ -207,34 +219,42 @@ class AuditLog:
     string ASCII and free of anything redaction looks for), so the bytes are the same either way.
     """
 
-    __slots__ = ("_processors", "_rendered", "_sink", "_stamper")
+    __slots__ = ("_by_identity", "_processors", "_rendered", "_sink", "_stamper")
 
     def __init__(self, sink: Sink = _stdout_sink) -> None:
         self._sink = sink
         self._processors = _processors()
         self._stamper: _IsoTimeStamper = self._processors[1]
-        # a decision's content -> (head, tail) of its line, or (None, b"") when it cannot take the shortcut
-        self._rendered: dict[tuple[Any, ...], tuple[bytes | None, bytes]] = {}
+        # a decision's content -> (head, tail) of its line, or (None, "") when it cannot take the shortcut
+        self._rendered: dict[tuple[Any, ...], tuple[str | None, str]] = {}
+        # id(decision) -> (decision, head, tail): a cached decision answers again as the very same object, and
+        # this finds its parts without hashing its content. The decision is kept so that its id stays its own.
+        self._by_identity: dict[int, tuple[Decision, str | None, str]] = {}
 
     def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float) -> None:
-        path = redact_target(request.target)
-        head, tail = self._parts(decision)
-        if head is not None and _clean_ascii(request.method, request.host, path, request.gateway, request.request_id):
-            middle = orjson.dumps(
-                {
-                    "method": request.method,
-                    "host": request.host,
-                    "path": path,
-                    "gateway": request.gateway,
-                    "request_id": request.request_id,
-                    "latency_ms": round(latency_ms, 3),
-                }
+        target = request.target
+        path = redact_target(target) if "?" in target else target
+        known = self._by_identity.get(id(decision))
+        if known is not None and known[0] is decision:
+            head, tail = known[1], known[2]
+        else:
+            head, tail = self._parts(decision)
+            if len(self._by_identity) >= _RENDERED_DECISIONS:
+                self._by_identity.clear()
+            self._by_identity[id(decision)] = (decision, head, tail)
+        method, host, gateway, request_id = request.method, request.host, request.gateway, request.request_id
+        if head is not None and _verbatim(f"{method} {host} {path} {gateway} {request_id}"):
+            # Every field is printable ASCII without quote or backslash, which JSON writes as it is: the line is
+            # the renderer's, byte for byte, with the request's fields and the time put in place.
+            latency = round(latency_ms, 3)
+            self._sink(
+                f'{head}"method":"{method}","host":"{host}","path":"{path}","gateway":"{gateway}",'
+                f'"request_id":"{request_id}","latency_ms":{latency!r}{tail}{self._stamper.now()}"}}\n'.encode()
             )
-            self._sink(b"".join((head, middle[1:-1], tail, self._stamper.now().encode(), b'"}\n')))
             return
         self._line(request, decision, path, latency_ms)
 
-    def _parts(self, decision: Decision) -> tuple[bytes | None, bytes]:
+    def _parts(self, decision: Decision) -> tuple[str | None, str]:
         """The rendered line before and after the request's fields, from everything of ``decision`` it shows."""
         content = (
             decision.allowed,
@@ -251,7 +271,7 @@ class AuditLog:
         try:
             parts = self._rendered.get(content)
         except TypeError:  # an audit value that is not hashable: not a string either, so no shortcut
-            return None, b""
+            return None, ""
         if parts is None:
             if len(self._rendered) >= _RENDERED_DECISIONS:
                 self._rendered.clear()
@@ -283,7 +303,7 @@ class AuditLog:
         self._sink(event + b"\n")
 
 
-def _render_parts(decision: Decision) -> tuple[bytes | None, bytes]:
+def _render_parts(decision: Decision) -> tuple[str | None, str]:
     """The rendered JSON before and after the request's fields, or no head when the shortcut does not apply."""
     audit = dict(decision.audit)
     head = {
@@ -299,8 +319,8 @@ def _render_parts(decision: Decision) -> tuple[bytes | None, bytes]:
     tail = {"dry_run": decision.dry_run, **audit, "event": "authz.decision"}
     texts = [v for v in (*head.values(), *tail.values()) if isinstance(v, str)]
     if _RESERVED.intersection(audit) or not all(isinstance(v, str) for v in audit.values()) or not _clean_ascii(*texts):
-        return (None, b"")  # rendered field by field, through the processors, every time
-    return (orjson.dumps(head)[:-1] + b",", b"," + orjson.dumps(tail)[1:-1] + b',"timestamp":"')
+        return (None, "")  # rendered field by field, through the processors, every time
+    return (orjson.dumps(head)[:-1].decode() + ",", "," + orjson.dumps(tail)[1:-1].decode() + ',"timestamp":"')
 
 
 def make_ops_logger(sink: Sink | None = None) -> Any:

@@ -59,6 +59,11 @@ REQUESTS = {
     "jwt-in-path": AuthzRequest("nginx", "GET", "h", "/x/eyJhbGciOi.eyJzdWIiOi.c2ln", {}),
     "non-utf8-host": AuthzRequest("nginx", "GET", "contoso\udcff", "/x", {}),
     "non-ascii-path": AuthzRequest("forward-auth", "GET", "h", "/caf\u00e9", {}),
+    "quote-in-request-id": AuthzRequest("envoy-http", "GET", "h", "/x", {}, request_id='r"1'),
+    "backslash-in-path": AuthzRequest("envoy-http", "GET", "h", "/x\\y", {}),
+    "tab-in-request-id": AuthzRequest("envoy-http", "GET", "h", "/x", {}, request_id="r\t1"),
+    "del-in-host": AuthzRequest("nginx", "GET", "h\x7f", "/x", {}),
+    "space-in-method": AuthzRequest("nginx", "GET X", "h", "/x y", {}),
 }
 
 
