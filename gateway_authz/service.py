@@ -25,6 +25,8 @@ __all__ = ["DecisionService", "JwtAuthorizer", "RuntimeSource"]
 
 Clock = Callable[[], float]
 
+_COUNTED_DECISIONS = 1024  # decisions whose counter is found by identity; cleared whole when full
+
 
 class RuntimeSource(Protocol):
     """Whatever holds the configuration now serving (a :class:`~gateway_authz.reload.ConfigHolder`)."""
@@ -42,38 +44,19 @@ class JwtAuthorizer(Protocol):
 
 
 class _Context:
-    """What is known about a request so far, so that a deny still says which namespace and right it was."""
+    """What is known about a request so far, so that a deny still says which namespace and right it was.
 
-    __slots__ = ("auth", "entity", "namespace", "principal", "right", "strip_headers", "strip_query")
-
-    def __init__(self) -> None:
-        self.auth: Any = ""
-        self.principal = ""
-        self.right: Right | None = None
-        self.namespace = ""
-        self.entity = ""
-        self.strip_headers: tuple[str, ...] = ()  # the credential carriers, removed upstream on a dry-run pass too
-        self.strip_query: tuple[str, ...] = ()
-
-
-class _LabelCache:
-    """A metric's children by label values: ``labels()`` validates and locks on every call, a dict lookup does not.
-
-    As bounded as the label values themselves (decision, reason code, gateway, credential kind, configured key
-    names), which the metric itself keeps anyway.
+    The class attributes are the defaults: a request answered from the request memo sets none of them, and an
+    instance with no ``__init__`` and no slots costs next to nothing to make.
     """
 
-    __slots__ = ("_children", "_family")
-
-    def __init__(self, family: Any) -> None:
-        self._family = family
-        self._children: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, *values: str) -> Any:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self._family.labels(*values)
-        return child
+    auth: Any = ""
+    principal = ""
+    right: Right | None = None
+    namespace = ""
+    entity = ""
+    strip_headers: tuple[str, ...] = ()  # the credential carriers, removed upstream on a dry-run pass too
+    strip_query: tuple[str, ...] = ()
 
 
 class DecisionService:
@@ -92,11 +75,13 @@ class DecisionService:
         self._source = source
         self._audit = audit
         self._metrics = metrics
-        self._decisions = _LabelCache(metrics.decisions)
-        self._latency = _LabelCache(metrics.latency)
-        self._key_slots = _LabelCache(metrics.sas_key_slot)
+        self._decisions = metrics.decisions.labels
+        self._latency = metrics.latency.labels
+        self._key_slots = metrics.sas_key_slot.labels
         self._cache_hit = metrics.cache.labels("hit")
         self._cache_miss = metrics.cache.labels("miss")
+        # (gateway, id(decision)) -> (decision, its counter): kept with the decision so that the id stays its own
+        self._counters: dict[tuple[str, int], tuple[Decision, Any]] = {}
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
@@ -107,7 +92,14 @@ class DecisionService:
         context = _Context()
         try:
             runtime = self._source.runtime  # inside the try: a failing source is a deny like any other fault
-            decision = await self._decide(request, runtime, context)
+            request_key = runtime.cache.request_key(request) if request.method else None
+            remembered = runtime.cache.recall(request_key) if request_key is not None else None
+            # Only an allow: a deny takes the full path, which also finds the carriers a dry-run answer strips.
+            if remembered is not None and remembered.allowed:
+                self._cache_hit.inc()
+                decision = remembered
+            else:
+                decision = await self._decide(request, runtime, context, request_key)
         except AuthzError as error:
             decision = _deny(error, context)
         except Exception as exc:  # a bug must still end in a deny, never an allow
@@ -119,26 +111,30 @@ class DecisionService:
             decision = dataclasses.replace(decision, dry_run=True)
         elapsed = time.perf_counter() - started
         self._audit.decision(request, decision, elapsed * 1000)
-        self._decisions(
-            "allow" if decision.allowed and not decision.dry_run else "deny",
-            decision.reason,
-            request.gateway,
-            decision.auth or "none",
-            "true" if decision.dry_run else "false",
-        ).inc()
-        self._latency(request.gateway).observe(elapsed)
+        self._count(request.gateway, decision, elapsed)
         return _dry_run_pass(decision, context) if dry_run else decision
 
-    async def _decide(self, request: AuthzRequest, runtime: Runtime, context: _Context) -> Decision:
+    def _count(self, gateway: str, decision: Decision, elapsed: float) -> None:
+        counted = self._counters.get((gateway, id(decision)))
+        if counted is None or counted[0] is not decision:  # the very same (cached) decision counts in one step
+            child = self._decisions(
+                "allow" if decision.allowed and not decision.dry_run else "deny",
+                decision.reason,
+                gateway,
+                decision.auth or "none",
+                "true" if decision.dry_run else "false",
+            )
+            if len(self._counters) >= _COUNTED_DECISIONS:
+                self._counters.clear()
+            counted = self._counters[(gateway, id(decision))] = (decision, child)
+        counted[1].inc()
+        self._latency(gateway).observe(elapsed)
+
+    async def _decide(
+        self, request: AuthzRequest, runtime: Runtime, context: _Context, request_key: bytes | None
+    ) -> Decision:
         if not request.method:  # absent or repeated X-Original-Method: a guess could skip a management route
             raise NotPermitted("malformed_request", "the gateway did not say which method the request used")
-        request_key = runtime.cache.request_key(request)
-        if request_key is not None:
-            remembered = runtime.cache.recall(request_key)
-            # Only an allow: a deny takes the full path below, which also finds the carriers a dry-run answer strips.
-            if remembered is not None and remembered.allowed:
-                self._cache_hit.inc()
-                return remembered
         path, query_string = split_target(request.target)
         resolved = runtime.policy.resolve(request.host, path)
         context.namespace = resolved.namespace.name
