@@ -34,6 +34,7 @@ JWT_POOL = 2_000
 _GATEWAYS: dict[str, tuple[str, str | None]] = {
     "envoy-none": ("envoy-http-noauth", None),
     "envoy-floor": ("envoy-http", "floor-http"),
+    "envoy-bare": ("envoy-http", "floor-http-bare"),
     "envoy-authz": ("envoy-http", "authz"),
     "envoy-authz-small": ("envoy-http", "authz-small"),
     "envoy-jwt-authn": ("envoy-jwt-authn", None),
@@ -144,11 +145,12 @@ class Stack:
 
     def _start_authorizer(self, name: str) -> None:
         if name.startswith("floor-"):
-            kind = name.removeprefix("floor-")
+            kind = name.removeprefix("floor-").removesuffix("-bare")
+            flags = ["--uvloop", "--lowlevel"] if name.endswith("-bare") else []
 
             def attempt(n: int) -> tuple[_procs.ManagedProcess, int]:
                 port = _procs.free_port()
-                argv = [sys.executable, str(FLOORS_SCRIPT), "--kind", kind, "--port", str(port)]
+                argv = [sys.executable, str(FLOORS_SCRIPT), "--kind", kind, "--port", str(port), *flags]
                 proc = _procs.ManagedProcess(f"{name}-{n}", argv, self.workdir, env=_procs.service_env()).start()
                 try:
                     _procs.wait_until(lambda: _procs.port_open(port), timeout=20, what=name, procs=[proc])

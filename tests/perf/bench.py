@@ -73,6 +73,14 @@ ROWS: tuple[Row, ...] = (
     Row("envoy-none", "Envoy, no ext_authz", "envoy-none", None, "none"),
     Row("envoy-floor", "Envoy + do-nothing aiohttp ext_authz (floor)", "envoy-floor", "floor-http", "none"),
     Row(
+        "envoy-bare",
+        "Envoy + do-nothing aiohttp web.Server on uvloop (reference)",
+        "envoy-bare",
+        "floor-http-bare",
+        "none",
+        "envoy-floor",
+    ),
+    Row(
         "envoy-sas-hit",
         "Envoy + gateway-authz, SAS, cache hit",
         "envoy-authz",

@@ -2,6 +2,8 @@
 
 ``--kind http``: an aiohttp routed ``web.Application`` (one catch-all route, default asyncio loop, one process)
 answering 200 with no body to anything, so it serves both Envoy's ``/ext_authz/...`` and NGINX's ``/auth``.
+With ``--uvloop --lowlevel`` the same handler runs on uvloop under aiohttp's low-level ``web.Server``: not a
+floor but a reference, the most any aiohttp handler can reach (the benchmark's ``*-bare`` rows).
 ``--kind grpc``: a grpc.aio ``envoy.service.auth.v3.Authorization/Check`` answering ``OK`` to every call.
 
 They decide nothing; what they cost is the price of the framework and the round trip alone. Run as scripts::
@@ -16,15 +18,27 @@ import asyncio
 from typing import Any
 
 
-def _serve_http(host: str, port: int) -> None:
+def _serve_http(host: str, port: int, *, lowlevel: bool) -> None:
     from aiohttp import web
 
-    async def allow(_request: web.Request) -> web.Response:
+    async def allow(_request: web.BaseRequest) -> web.Response:
         return web.Response()
 
+    if lowlevel:  # aiohttp's low-level server: no application, no router
+        asyncio.run(_serve_lowlevel(host, port, allow))
+        return
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", allow)
     web.run_app(app, host=host, port=port, access_log=None, print=None)
+
+
+async def _serve_lowlevel(host: str, port: int, handler: Any) -> None:
+    from aiohttp import web
+
+    runner = web.ServerRunner(web.Server(handler, access_log=None))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    await asyncio.Event().wait()
 
 
 async def _serve_grpc(host: str, port: int) -> None:
@@ -51,13 +65,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--uvloop", action="store_true", help="on uvloop instead of the default asyncio loop")
+    parser.add_argument("--lowlevel", action="store_true", help="http: aiohttp's low-level web.Server, no router")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
 
         uvloop.install()
     if args.kind == "http":
-        _serve_http(args.host, args.port)
+        _serve_http(args.host, args.port, lowlevel=args.lowlevel)
     else:
         asyncio.run(_serve_grpc(args.host, args.port))
 
