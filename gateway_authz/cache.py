@@ -63,8 +63,15 @@ class DecisionCache:
 
     @staticmethod
     def key(*parts: str) -> bytes:
-        """A digest of ``parts``, each prefixed with its length, so no two different tuples share an encoding."""
-        digest = hashlib.sha256()
+        """A digest of ``parts`` such that no two different tuples share an encoding.
+
+        Parts without NUL are joined with NUL, which ``split`` would undo exactly (count included); a tuple where a
+        part holds NUL is encoded with a length before each part instead. A leading tag keeps the two apart.
+        """
+        text = "\0".join(parts)
+        if text.count("\0") == len(parts) - 1:
+            return hashlib.sha256(b"j" + text.encode("utf-8", "surrogatepass")).digest()
+        digest = hashlib.sha256(b"l")
         for part in parts:
             encoded = part.encode("utf-8", "surrogatepass")
             digest.update(len(encoded).to_bytes(8, "big"))

@@ -264,6 +264,22 @@ def test_key_is_a_digest_never_the_token() -> None:
     assert DecisionCache.key("a", "bc") != DecisionCache.key("ab", "c")  # parts are separated
 
 
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (("a", "b"), ("a\0b",)),  # a NUL inside a part is not a separator
+        (("a\0", "b"), ("a", "\0b")),
+        (("a", ""), ("a",)),  # the number of parts counts
+        (("",), ()),
+        (("a", "b", "c"), ("a", "b\0c")),
+        (("\0",), ("", "")),
+    ],
+)
+def test_key_never_confuses_different_tuples(left: tuple[str, ...], right: tuple[str, ...]) -> None:
+    """The NUL-joined encoding and the length-prefixed one (for parts holding NUL) never collide."""
+    assert DecisionCache.key(*left) != DecisionCache.key(*right)
+
+
 def test_entry_expires_at_the_earlier_of_ttl_and_decision_expiry() -> None:
     """An entry lives until min(now + ttl, expires_at); timer() >= expiry means gone."""
     clock = FakeClock()
