@@ -41,8 +41,11 @@ _SE = re.compile(r"0|[1-9][0-9]{0,11}")  # ASCII digits only: `int()` alone take
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space, no control characters
 _B64 = re.compile(r"[A-Za-z0-9+/]{43}=")  # 32 bytes, standard alphabet, padded: what every SDK emits
 _MAX_KEY_NAME = 256
-# The order every SDK writes the fields in (.NET, Java, Node, Python): a single match instead of a split and a map.
-_SDK_ORDER = re.compile(r"sr=([^&]+)&sig=([^&]+)&se=([^&]+)&skn=([^&]+)")
+# A token as every SDK writes it (.NET, Java, Node, Python): the four fields in this order, each once, printable ASCII
+# (_TOKEN_CHARS less "&"), se as _SE. One match stands for those three checks and the split into fields.
+_SDK_ORDER = re.compile(
+    r"sr=([\x21-\x25\x27-\x7e]+)&sig=([\x21-\x25\x27-\x7e]+)&se=(0|[1-9][0-9]{0,11})&skn=([\x21-\x25\x27-\x7e]+)"
+)
 # Raw sr -> its canonical resource: fresh tokens for one resource all carry the same sr, and its percent-decoding and
 # canonicalisation are pure. The sr is not secret (the signature is never part of a key). Only successes are kept;
 # bounded in entries and in the length of what is kept, cleared whole when full.
@@ -91,14 +94,17 @@ def parse_sas(value: str) -> SasToken:
     if not value.startswith(SAS_PREFIX):
         raise _malformed("not a SharedAccessSignature token")
     body = value[len(SAS_PREFIX) :]
-    if not _TOKEN_CHARS.fullmatch(body):
-        raise _malformed("token holds whitespace, control or non-ASCII characters")
     in_sdk_order = _SDK_ORDER.fullmatch(body)
-    if in_sdk_order is not None:  # exactly the four fields, each once: what the general split below would find
+    if in_sdk_order is not None:  # the checks of the general route below, all passed in one match
         raw_sr, raw_sig, raw_se, raw_skn = in_sdk_order.groups()
     else:
+        if not _TOKEN_CHARS.fullmatch(body):
+            raise _malformed("token holds whitespace, control or non-ASCII characters")
         raw_sr, raw_sig, raw_se, raw_skn = _split_fields(body)
-    if not _SE.fullmatch(raw_se) or (expiry := int(raw_se)) > MAX_EXPIRY:
+        if not _SE.fullmatch(raw_se):
+            raise _malformed("se is not a plain non-negative number of seconds")
+    expiry = int(raw_se)
+    if expiry > MAX_EXPIRY:
         raise _malformed("se is not a plain non-negative number of seconds")
     resource = _SR_SEEN.get(raw_sr)  # an sr decoded and canonicalised before: no need to do either again
     try:
