@@ -262,3 +262,63 @@ def test_audit_line_is_one_json_object_per_line() -> None:
     (line,) = lines
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert json.loads(line)["request_id"] == "a\nb"
+
+
+class _FakeStdout:
+    """``sys.stdout`` with a ``buffer`` that records each write (one entry per system call the sink would make)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.buffer = self
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_stdout_lines_are_batched_and_written_within_the_flush_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines made close together go out in one write, no later than the flush delay after the first."""
+    import asyncio
+
+    from gateway_authz import audit as audit_module
+
+    out = _FakeStdout()
+    monkeypatch.setattr(audit_module.sys, "stdout", out)
+    sink = audit_module._StdoutSink()
+    for n in range(5):
+        sink(b"line %d\n" % n)
+    assert out.writes == []  # not yet: waiting for more
+    await asyncio.sleep(audit_module._FLUSH_DELAY * 3)
+    assert out.writes == [b"line 0\nline 1\nline 2\nline 3\nline 4\n"]
+    sink(b"x" * audit_module._FLUSH_BYTES)  # a full buffer goes out at once
+    assert out.writes[-1] == b"x" * audit_module._FLUSH_BYTES
+
+
+def test_stdout_sink_writes_at_once_without_a_loop_and_keeps_working_on_a_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outside a loop a line is written immediately; a timer left on a closed loop does not stall later lines."""
+    import asyncio
+
+    from gateway_authz import audit as audit_module
+
+    out = _FakeStdout()
+    monkeypatch.setattr(audit_module.sys, "stdout", out)
+    sink = audit_module._StdoutSink()
+    sink(b"no loop\n")
+    assert out.writes == [b"no loop\n"]
+
+    async def line_then_leave(text: bytes) -> None:
+        sink(text)  # the loop ends before the timer fires
+
+    asyncio.run(line_then_leave(b"first loop\n"))
+
+    async def line_and_wait(text: bytes) -> None:
+        sink(text)
+        await asyncio.sleep(audit_module._FLUSH_DELAY * 3)
+
+    asyncio.run(line_and_wait(b"second loop\n"))
+    assert b"".join(out.writes) == b"no loop\nfirst loop\nsecond loop\n"
