@@ -25,6 +25,9 @@ __all__ = ["DecisionCache"]
 
 # Requests remembered (request digest -> cache key, ~250 bytes each); cleared whole when full.
 _MEMO_ENTRIES = 16_384
+# Copying a started hash costs half of making one: OpenSSL 3 looks the digest up again on every construction.
+_SHA256 = hashlib.sha256()
+_SHA256_JOINED = hashlib.sha256(b"j")
 
 
 class _Entries(LRUCache[bytes, Decision]):
@@ -70,7 +73,9 @@ class DecisionCache:
         """
         text = "\0".join(parts)
         if text.count("\0") == len(parts) - 1:
-            return hashlib.sha256(b"j" + text.encode("utf-8", "surrogatepass")).digest()
+            joined = _SHA256_JOINED.copy()
+            joined.update(text.encode("utf-8", "surrogatepass"))
+            return joined.digest()
         digest = hashlib.sha256(b"l")
         for part in parts:
             encoded = part.encode("utf-8", "surrogatepass")
@@ -102,7 +107,9 @@ class DecisionCache:
         text = "\0".join(parts)
         if text.count("\0") != len(parts) - 1:
             return None
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        digest = _SHA256.copy()
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        return digest.digest()
 
     def recall(self, request_key: bytes) -> Decision | None:
         """The decision a request with this digest led to, while that decision is still cached."""

@@ -155,8 +155,9 @@ class DecisionService:
             )
         context.auth = found.kind
         context.strip_headers, context.strip_query = found.strip_headers, found.strip_query
+        # r._value_, not r.value: the latter is a Python-level property on 3.11, paid per right on every miss
         key = runtime.cache.key(
-            found.value, found.carrier, ",".join(found.strip_headers), str(resolved.path), *(r.value for r in rights)
+            found.value, found.carrier, ",".join(found.strip_headers), str(resolved.path), *[r._value_ for r in rights]
         )
         cached = runtime.cache.get(key)
         if cached is not None:
