@@ -593,6 +593,11 @@ def render_nginx_conf(
     return text
 
 
+def nginx_argv(nginx: str, rundir: Path, conf_path: Path) -> list[str]:
+    """NGINX in the foreground with ``rundir`` as its prefix, ``conf_path`` as its config, errors in ``rundir``."""
+    return [nginx, "-p", str(rundir), "-c", str(conf_path), "-e", str(rundir / "nginx-error.log"), "-g", "daemon off;"]
+
+
 def start_nginx(
     workdir: Path,
     *,
@@ -609,17 +614,7 @@ def start_nginx(
         conf = render_nginx_conf(listen_port=port, upstreams=upstreams, rundir=rundir)
         conf_path = rundir / "nginx.conf"
         conf_path.write_text(conf)
-        argv = [
-            nginx,
-            "-p",
-            str(rundir),
-            "-c",
-            str(conf_path),
-            "-e",
-            str(rundir / "nginx-error.log"),
-            "-g",
-            "daemon off;",
-        ]
+        argv = nginx_argv(nginx, rundir, conf_path)
         check = subprocess.run([*argv, "-t"], capture_output=True, text=True, timeout=30, check=False)
         if check.returncode != 0:
             pytest.fail(f"nginx -t rejected the rendered shipped config:\n{check.stderr}\n{conf}", pytrace=False)

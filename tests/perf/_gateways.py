@@ -304,17 +304,7 @@ def _start_nginx(
             assert count == 1, "nginx.conf: expected one auth_request line"
         conf_path = rundir / "nginx.conf"
         conf_path.write_text(conf)
-        argv = [
-            nginx,
-            "-p",
-            str(rundir),
-            "-c",
-            str(conf_path),
-            "-e",
-            str(rundir / "nginx-error.log"),
-            "-g",
-            "daemon off;",
-        ]
+        argv = _procs.nginx_argv(nginx, rundir, conf_path)
         check = run_quietly([*argv, "-t"], timeout=30)
         if check.returncode != 0:
             raise RuntimeError(f"nginx -t rejected the config:\n{check.stderr}")
