@@ -22,6 +22,7 @@ from urllib.parse import unquote, unquote_plus
 import orjson
 import structlog
 
+from ._identity import IdentityMemo
 from .model import AuthzRequest, Decision
 
 __all__ = ["AuditLog", "make_ops_logger", "redact_target"]
@@ -58,25 +59,27 @@ def redact_target(target: str) -> str:
     return f"{path}?{'&'.join(pairs)}" if changed else target
 
 
+def _free_of_secret_markers(text: str) -> bool:
+    """True when ``text`` holds none of "sig=", "sharedaccesssignature", "eyj" in any ASCII letter case."""
+    lowered = text.lower()
+    return "sig=" not in lowered and "sharedaccesssignature" not in lowered and "eyj" not in lowered
+
+
 def _clean_ascii(*texts: str) -> bool:
     """True when no field could match :data:`_SECRETS` and none needs escaping: the fast test of :func:`_redact`."""
     text = "\0".join(texts)
-    if not text.isascii():
-        return False
-    lowered = text.lower()
-    return "sig=" not in lowered and "sharedaccesssignature" not in lowered and "eyj" not in lowered
+    return text.isascii() and _free_of_secret_markers(text)
 
 
 def _verbatim(text: str) -> bool:
     """True when JSON writes ``text`` as it is and redaction has nothing to look at in it.
 
-    Printable ASCII needs escaping only for a quote or a backslash; the three lower-cased needles are those of
-    :func:`_clean_ascii`. Fields joined with a space cannot form a needle across a boundary (none holds one).
+    Printable ASCII needs escaping only for a quote or a backslash. Fields joined with a space cannot form a
+    marker across a boundary (none holds one).
     """
     if not (text.isascii() and text.isprintable()) or '"' in text or "\\" in text:
         return False
-    lowered = text.lower()
-    return "sig=" not in lowered and "sharedaccesssignature" not in lowered and "eyj" not in lowered
+    return _free_of_secret_markers(text)
 
 
 def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -86,8 +89,7 @@ def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> Mut
     # Non-ASCII text (where re's case folding also matches e.g. U+017F for "s") always takes the full path.
     text = "\0".join([value for value in event.values() if isinstance(value, str)])
     if text.isascii():
-        lowered = text.lower()
-        if "sig=" not in lowered and "sharedaccesssignature" not in lowered and "eyj" not in lowered:
+        if _free_of_secret_markers(text):
             return event
     else:
         _escape_invalid_utf8(event)
@@ -246,21 +248,15 @@ class AuditLog:
         self._stamper: _IsoTimeStamper = self._processors[1]
         # a decision's content -> (head, tail) of its line, or (None, "") when it cannot take the shortcut
         self._rendered: dict[tuple[Any, ...], tuple[str | None, str]] = {}
-        # id(decision) -> (decision, head, tail): a cached decision answers again as the very same object, and
-        # this finds its parts without hashing its content. The decision is kept so that its id stays its own.
-        self._by_identity: dict[int, tuple[Decision, str | None, str]] = {}
+        # the same, found by the decision's identity: a cached decision answers again as the very same object
+        self._by_identity: IdentityMemo[tuple[str | None, str]] = IdentityMemo(_RENDERED_DECISIONS)
 
     def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float) -> None:
-        target = request.target
-        path = redact_target(target) if "?" in target else target
-        known = self._by_identity.get(id(decision))
-        if known is not None and known[0] is decision:
-            head, tail = known[1], known[2]
-        else:
-            head, tail = self._parts(decision)
-            if len(self._by_identity) >= _RENDERED_DECISIONS:
-                self._by_identity.clear()
-            self._by_identity[id(decision)] = (decision, head, tail)
+        path = redact_target(request.target)
+        parts = self._by_identity.get(decision, id(decision))
+        if parts is None:
+            parts = self._by_identity.put(decision, id(decision), self._parts(decision))
+        head, tail = parts
         method, host, gateway, request_id = request.method, request.host, request.gateway, request.request_id
         if head is not None and _verbatim(f"{method} {host} {path} {gateway} {request_id}"):
             # Every field is printable ASCII without quote or backslash, which JSON writes as it is: the line is

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._identity import IdentityMemo
 from .audit import AuditLog
 from .credentials import FoundCredential, find_credential, parse_query
 from .errors import AuthzError, CannotVerify, InvalidCredential, NotPermitted
@@ -80,8 +81,7 @@ class DecisionService:
         self._key_slots = metrics.sas_key_slot.labels
         self._cache_hit = metrics.cache.labels("hit")
         self._cache_miss = metrics.cache.labels("miss")
-        # (gateway, id(decision)) -> (decision, its counter): kept with the decision so that the id stays its own
-        self._counters: dict[tuple[str, int], tuple[Decision, Any]] = {}
+        self._counters: IdentityMemo[Any] = IdentityMemo(_COUNTED_DECISIONS)  # by (gateway, id(decision))
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
@@ -115,19 +115,21 @@ class DecisionService:
         return _dry_run_pass(decision, context) if dry_run else decision
 
     def _count(self, gateway: str, decision: Decision, elapsed: float) -> None:
-        counted = self._counters.get((gateway, id(decision)))
-        if counted is None or counted[0] is not decision:  # the very same (cached) decision counts in one step
-            child = self._decisions(
-                "allow" if decision.allowed and not decision.dry_run else "deny",
-                decision.reason,
-                gateway,
-                decision.auth or "none",
-                "true" if decision.dry_run else "false",
+        key = (gateway, id(decision))
+        counter = self._counters.get(decision, key)
+        if counter is None:  # the very same (cached) decision finds its counter in one step
+            counter = self._counters.put(
+                decision,
+                key,
+                self._decisions(
+                    "allow" if decision.allowed and not decision.dry_run else "deny",
+                    decision.reason,
+                    gateway,
+                    decision.auth or "none",
+                    "true" if decision.dry_run else "false",
+                ),
             )
-            if len(self._counters) >= _COUNTED_DECISIONS:
-                self._counters.clear()
-            counted = self._counters[(gateway, id(decision))] = (decision, child)
-        counted[1].inc()
+        counter.inc()
         self._latency(gateway).observe(elapsed)
 
     async def _decide(

@@ -6,6 +6,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .._identity import IdentityMemo
 from ..model import Decision
 
 __all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response"]
@@ -47,16 +48,16 @@ def http_response(decision: Decision) -> web.Response:
 
 # An allow's answer headers by what they are made of: few distinct ones recur. Kept as an immutable CIMultiDict view,
 # which aiohttp's per-response copy takes fastest. A cached decision answers again as the very same object, so it is
-# first looked up by identity (kept beside its id, so that the id stays its own), then by content.
+# first looked up by identity, then by content.
 _ALLOW_ANSWERS: dict[tuple[object, ...], CIMultiDictProxy[str]] = {}
-_ALLOW_ANSWERS_BY_IDENTITY: dict[int, tuple[Decision, CIMultiDictProxy[str]]] = {}
 _ALLOW_ANSWERS_MAX = 1024
+_ALLOW_ANSWERS_BY_IDENTITY: IdentityMemo[CIMultiDictProxy[str]] = IdentityMemo(_ALLOW_ANSWERS_MAX)
 
 
 def _allow_answer_headers(decision: Decision) -> CIMultiDictProxy[str]:
-    known = _ALLOW_ANSWERS_BY_IDENTITY.get(id(decision))
-    if known is not None and known[0] is decision:
-        return known[1]
+    known = _ALLOW_ANSWERS_BY_IDENTITY.get(decision, id(decision))
+    if known is not None:
+        return known
     key = (decision.auth, decision.principal, decision.right, decision.strip_headers)
     headers = _ALLOW_ANSWERS.get(key)
     if headers is None:
@@ -66,7 +67,4 @@ def _allow_answer_headers(decision: Decision) -> CIMultiDictProxy[str]:
         if len(_ALLOW_ANSWERS) >= _ALLOW_ANSWERS_MAX:
             _ALLOW_ANSWERS.clear()
         headers = _ALLOW_ANSWERS[key] = CIMultiDictProxy(CIMultiDict(built))
-    if len(_ALLOW_ANSWERS_BY_IDENTITY) >= _ALLOW_ANSWERS_MAX:
-        _ALLOW_ANSWERS_BY_IDENTITY.clear()
-    _ALLOW_ANSWERS_BY_IDENTITY[id(decision)] = (decision, headers)
-    return headers
+    return _ALLOW_ANSWERS_BY_IDENTITY.put(decision, id(decision), headers)

@@ -1,0 +1,32 @@
+"""``IdentityMemo``: values found again only for the very object they were stored for, within a fixed bound."""
+
+from __future__ import annotations
+
+from gateway_authz._identity import IdentityMemo
+
+
+def test_the_same_object_finds_its_value() -> None:
+    """A value stored for an object is returned for that object under the same key."""
+    memo: IdentityMemo[str] = IdentityMemo(4)
+    obj = object()
+    assert memo.get(obj, id(obj)) is None
+    assert memo.put(obj, id(obj), "parts") == "parts"
+    assert memo.get(obj, id(obj)) == "parts"
+
+
+def test_another_object_under_the_same_key_finds_nothing() -> None:
+    """A key (an id) that another object now holds never returns the first object's value."""
+    memo: IdentityMemo[str] = IdentityMemo(4)
+    first, second = object(), object()
+    memo.put(first, 42, "first's")
+    assert memo.get(second, 42) is None
+
+
+def test_the_memo_is_cleared_when_full() -> None:
+    """At most ``size`` entries: the one that would exceed it starts over from empty."""
+    memo: IdentityMemo[int] = IdentityMemo(2)
+    objs = [object() for _ in range(3)]
+    for n, obj in enumerate(objs):
+        memo.put(obj, id(obj), n)
+    assert memo.get(objs[0], id(objs[0])) is None and memo.get(objs[1], id(objs[1])) is None
+    assert memo.get(objs[2], id(objs[2])) == 2
