@@ -12,12 +12,15 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics", "TallyCounter", "TallyHistogram"]
+
+_Child = TypeVar("_Child")
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -46,32 +49,32 @@ class _HistogramChild:
         self.total += value
 
 
-class _Tally:
-    """A metric family whose children are kept by label values, each created once."""
+class _Tally(Generic[_Child]):
+    """A metric family whose children are kept by label values, each made once by ``new_child``."""
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], new_child: Callable[[], _Child]
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._new_child = new_child
+        self._children: dict[tuple[str, ...], _Child] = {}
 
-    def _check(self, values: tuple[str, ...]) -> None:
-        if len(values) != len(self.labelnames) or not all(isinstance(v, str) for v in values):
-            raise ValueError(f"{self.name}: expected string values for {self.labelnames}, got {values!r}")
+    def labels(self, *values: str) -> _Child:
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames) or not all(isinstance(v, str) for v in values):
+                raise ValueError(f"{self.name}: expected string values for {self.labelnames}, got {values!r}")
+            child = self._children[values] = self._new_child()
+        return child
 
 
-class TallyCounter(_Tally):
+class TallyCounter(_Tally[_CounterChild]):
     """A counter family, exposed as ``<name>_total``."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
-        super().__init__(name, documentation, labelnames)
-        self._children: dict[tuple[str, ...], _CounterChild] = {}
-
-    def labels(self, *values: str) -> _CounterChild:
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = _CounterChild()
-        return child
+        super().__init__(name, documentation, labelnames, _CounterChild)
 
     def collect(self) -> Metric:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -80,20 +83,13 @@ class TallyCounter(_Tally):
         return family
 
 
-class TallyHistogram(_Tally):
+class TallyHistogram(_Tally[_HistogramChild]):
     """A histogram family with fixed buckets, exposed as ``<name>_bucket``, ``_sum`` and ``_count``."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
-        super().__init__(name, documentation, labelnames)
-        self._bounds = tuple(sorted(buckets))
-        self._children: dict[tuple[str, ...], _HistogramChild] = {}
-
-    def labels(self, *values: str) -> _HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = _HistogramChild(self._bounds)
-        return child
+        bounds = tuple(sorted(buckets))
+        super().__init__(name, documentation, labelnames, lambda: _HistogramChild(bounds))
+        self._bounds = bounds
 
     def collect(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
