@@ -93,17 +93,12 @@ class DecisionCache:
         headers = request.headers
         sba = headers.get(SBA_HEADER, ())
         authorization = headers.get(AUTHZ_HEADER, ())
-        parts: tuple[str, ...] | list[str]
-        if len(sba) > 1 or len(authorization) > 1 or request.context:
-            parts = [request.method, request.host, request.target, str(len(sba)), *sba, str(len(authorization))]
-            parts += authorization
-            if request.context:
-                parts.append(str(len(request.context)))
-                for name, value in sorted(request.context.items()):
-                    parts += (name, value)
-        else:  # the usual request, at most one of each carrier: the same parts, without building a list
-            parts = (request.method, request.host, request.target, str(len(sba)), *sba, str(len(authorization)))
-            parts += authorization
+        parts = [request.method, request.host, request.target, str(len(sba)), *sba, str(len(authorization))]
+        parts += authorization
+        if request.context:
+            parts.append(str(len(request.context)))
+            for name, value in sorted(request.context.items()):
+                parts += (name, value)
         text = "\0".join(parts)
         if text.count("\0") != len(parts) - 1:
             return None
