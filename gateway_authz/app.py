@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -33,7 +32,6 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # The decision routes, and the same routes as the fast handler matches them (see fast_decision_handler).
 _ENVOY_ROUTE = envoy_http.PATH_PREFIX + "{tail:(/.*)?}"
-_ENVOY_PATH = re.compile(re.escape(envoy_http.PATH_PREFIX) + "(/.*)?")  # what aiohttp compiles _ENVOY_ROUTE to
 _PLAIN_ROUTES = {"/auth": nginx.to_authz_request, "/forward-auth": forward_auth.to_authz_request}
 
 
@@ -107,13 +105,19 @@ def fast_decision_handler(app: web.Application, fallback: Handler) -> Handler:
         if not request.headers.get("Expect"):
             path = request.rel_url.path_safe
             adapter = _PLAIN_ROUTES.get(path)
-            if adapter is None and _ENVOY_PATH.fullmatch(path):
+            if adapter is None and _envoy_route(path):
                 adapter = envoy_http.to_authz_request
             if adapter is not None:
-                return http_response(await service.decide(adapter(request)))
+                return http_response(await service.decide(adapter(request)), request)
         return await fallback(request)
 
     return handle
+
+
+def _envoy_route(path: str) -> bool:
+    """Whether ``path`` matches ``_ENVOY_ROUTE`` as aiohttp compiles it: ``/ext_authz(/.*)?``, ``.`` not matching LF."""
+    prefix = envoy_http.PATH_PREFIX
+    return path == prefix or (path.startswith(prefix + "/") and "\n" not in path)
 
 
 async def _watch_config(app: web.Application) -> AsyncIterator[None]:

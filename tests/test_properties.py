@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from fuzz import world as w
 from fuzz.strategies import PLAUSIBLE_REQUESTS
 from fuzz.targets import rejoin
@@ -489,7 +490,7 @@ def test_every_rejection_at_the_service_boundary_is_a_401_or_403_never_an_except
 ) -> None:
     """Arbitrary header, query and path strings: decide() returns; a deny is 401/403 and answered as such."""
     decision = world.check(request)  # raises if decide() raised, and checks any allow is earned
-    response = http_response(decision)
+    response = http_response(decision, make_mocked_request("GET", "/ext_authz/"))
     assert response.status == decision.status and (response.status == 200) is decision.allowed
 
 

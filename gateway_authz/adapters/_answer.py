@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from .._identity import IdentityMemo
 from ..model import Decision
+from ._prepared import PreparedAnswer, Wire, preparable, prepare_wire
 
 __all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response"]
 
@@ -36,35 +39,58 @@ def deny_body(decision: Decision) -> bytes:
     return orjson.dumps({"error": message, "reason": decision.reason})
 
 
-def http_response(decision: Decision) -> web.Response:
+def http_response(decision: Decision, request: web.BaseRequest) -> web.StreamResponse:
     """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial)."""
+    answer = _answer(decision)
+    if answer.wire is not None and preparable(request):
+        return PreparedAnswer(answer.wire)
+    return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
+
+
+class _Answer(NamedTuple):
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    wire: Wire | None  # the same, serialized for a prepared answer; None if a header value cannot be written
+
+
+def _build(decision: Decision) -> _Answer:
     if decision.allowed:
-        return web.Response(status=200, headers=_allow_answer_headers(decision))
-    deny_headers = {"content-type": "application/json", "x-authz-reason": decision.reason}
-    if decision.status == 401:
-        deny_headers["www-authenticate"] = WWW_AUTHENTICATE
-    return web.Response(status=decision.status, body=deny_body(decision), headers=deny_headers)
+        headers = allow_headers(decision)
+        if decision.strip_headers:
+            headers += (("x-envoy-auth-headers-to-remove", ", ".join(decision.strip_headers)),)
+        status, body = 200, b""
+    else:
+        headers = (("content-type", "application/json"), ("x-authz-reason", decision.reason))
+        if decision.status == 401:
+            headers += (("www-authenticate", WWW_AUTHENTICATE),)
+        status, body = decision.status, deny_body(decision)
+    return _Answer(status, headers, body, prepare_wire(status, headers, body))
 
 
-# An allow's answer headers by what they are made of: few distinct ones recur. Kept as an immutable CIMultiDict view,
-# which aiohttp's per-response copy takes fastest. A cached decision answers again as the very same object, so it is
-# first looked up by identity, then by content.
-_ALLOW_ANSWERS: dict[tuple[object, ...], CIMultiDictProxy[str]] = {}
-_ALLOW_ANSWERS_MAX = 1024
-_ALLOW_ANSWERS_BY_IDENTITY: IdentityMemo[CIMultiDictProxy[str]] = IdentityMemo(_ALLOW_ANSWERS_MAX)
+# Answers by what they are made of: few distinct ones recur. A cached decision answers again as the very same
+# object, so it is first looked up by identity, then by content.
+_ANSWERS: dict[tuple[object, ...], _Answer] = {}
+_ANSWERS_MAX = 1024
+_ANSWERS_BY_IDENTITY: IdentityMemo[_Answer] = IdentityMemo(_ANSWERS_MAX)
 
 
-def _allow_answer_headers(decision: Decision) -> CIMultiDictProxy[str]:
-    known = _ALLOW_ANSWERS_BY_IDENTITY.get(decision, id(decision))
+def _answer(decision: Decision) -> _Answer:
+    known = _ANSWERS_BY_IDENTITY.get(decision, id(decision))
     if known is not None:
         return known
-    key = (decision.auth, decision.principal, decision.right, decision.strip_headers)
-    headers = _ALLOW_ANSWERS.get(key)
-    if headers is None:
-        built = dict(allow_headers(decision))
-        if decision.strip_headers:
-            built["x-envoy-auth-headers-to-remove"] = ", ".join(decision.strip_headers)
-        if len(_ALLOW_ANSWERS) >= _ALLOW_ANSWERS_MAX:
-            _ALLOW_ANSWERS.clear()
-        headers = _ALLOW_ANSWERS[key] = CIMultiDictProxy(CIMultiDict(built))
-    return _ALLOW_ANSWERS_BY_IDENTITY.put(decision, id(decision), headers)
+    key = (
+        decision.allowed,
+        decision.status,
+        decision.reason,
+        decision.auth,
+        decision.principal,
+        decision.right,
+        decision.strip_headers,
+    )
+    answer = _ANSWERS.get(key)
+    if answer is None:
+        if len(_ANSWERS) >= _ANSWERS_MAX:
+            _ANSWERS.clear()
+        answer = _ANSWERS[key] = _build(decision)
+    return _ANSWERS_BY_IDENTITY.put(decision, id(decision), answer)

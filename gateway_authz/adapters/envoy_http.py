@@ -36,4 +36,4 @@ def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
 
 async def handle(request: web.Request) -> web.StreamResponse:
     decision = await request.app[SERVICE].decide(to_authz_request(request))
-    return http_response(decision)
+    return http_response(decision, request)

@@ -1,0 +1,94 @@
+"""HTTP answers serialized once per distinct answer and written whole: aiohttp's response work, paid once.
+
+A gateway asks over a few keep-alive HTTP/1.1 connections, and the answers it gets recur: the same handful of
+allows and denies, different only in their ``Date``. aiohttp builds every ``web.Response`` from scratch (a
+header multidict, the checks of ``prepare``, the serialization); in the service under load that cost as much as
+the decision itself. A :class:`PreparedAnswer` writes the bytes aiohttp would write for the same response, with
+the status line and headers serialized once and the ``Date`` of the current second, in one write through the
+request's own stream writer, so that aiohttp's flow control (waiting while the peer does not read) still holds.
+
+Only the common case is prepared: an HTTP/1.1 request that keeps its connection, with any method but ``HEAD``.
+HTTP/1.0, ``Connection: close`` and ``HEAD`` change the framing, so those are answered by ``web.Response``, as
+is an answer with a header value that aiohttp would refuse to write.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
+
+__all__ = ["PreparedAnswer", "Wire", "preparable", "prepare_wire"]
+
+# What aiohttp's header serializer refuses (a header injection): CR, LF and the other control characters but TAB.
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class Wire:
+    """One answer (status, headers, body) and its bytes but the ``Date``: up to that header, and after it."""
+
+    __slots__ = ("body", "head", "headers", "status", "tail")
+
+    def __init__(self, status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in headers]
+        # The order aiohttp writes them in: the response's own headers, Content-Length, Date, Server.
+        lines.append(f"Content-Length: {len(body)}\r\nDate: ")
+        self.head = "".join(lines).encode("utf-8")
+        self.tail = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode() + body
+
+
+def prepare_wire(status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> Wire | None:
+    """The prepared bytes of an answer, or ``None`` when a header is one aiohttp would refuse to write."""
+    if any(_FORBIDDEN.search(name) or _FORBIDDEN.search(value) for name, value in headers):
+        return None
+    return Wire(status, headers, body)
+
+
+def preparable(request: web.BaseRequest) -> bool:
+    """Whether ``request`` can be answered with prepared bytes (HTTP/1.1, keep-alive, not ``HEAD``)."""
+    return request.version == HttpVersion11 and request.keep_alive and request.method != "HEAD"
+
+
+class PreparedAnswer(web.StreamResponse):
+    """A response that writes its prepared bytes on ``prepare``; only for a request that is :func:`preparable`."""
+
+    def __init__(self, wire: Wire) -> None:
+        super().__init__(status=wire.status)
+        self.wire = wire  # what it writes; its own ``headers`` stay empty (they are in the bytes)
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        if self._eof_sent:
+            return
+        wire = self.wire
+        self._keep_alive = True
+        self._eof_sent = True  # what aiohttp's own write_eof() checks first: there is nothing left to send
+        self._body_length = len(wire.body)
+        await request.writer.write_eof(wire.head + _date() + wire.tail)
+
+
+class _DateHeader:
+    """The HTTP date of the current second, formatted once per second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._value = formatdate(second, usegmt=True).encode("ascii")
+            self._second = second
+        return self._value
+
+
+_date = _DateHeader()
