@@ -1,0 +1,119 @@
+"""Instructions per request in the live servers, counted by valgrind: the benchmark figure noise cannot move.
+
+    python -m tests.perf.instructions                   # floor, reference and gateway-authz (SAS cache hit)
+    python -m tests.perf.instructions --seconds 8
+
+Req/s on a shared 2-core machine swings by a third whenever anything else runs; instruction counts do not.
+Each authorizer of the benchmark (the floor and the reference of ``floors.py``, gateway-authz on the benchmark
+configuration) runs under ``valgrind --tool=callgrind``; ``wrk -c1`` sends it the Envoy-shaped request of the
+SAS cache-hit row straight to ``/ext_authz/orders`` (warm-up first, then the counters are zeroed), and the
+instructions the whole process executed while the measured requests were served are divided by their number.
+That counts the user-space work of everything in the process (parsing, the event loop, the decision, the audit
+line, the answer), not kernel time or cache misses: a lower bound on the CPU a request costs, and a ratio to the
+floor that is repeatable to within a fraction of a percent. Needs valgrind and wrk (Debian packages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import yaml
+
+from tests.integration import _procs
+from tests.perf import _fixtures as fx
+from tests.perf._gateways import FLOORS_SCRIPT
+
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "bench.lua"
+# row -> its title; the first is the floor the others are divided by
+ROWS = {
+    "floor": "do-nothing aiohttp web.Application, asyncio loop (the floor)",
+    "reference": "do-nothing aiohttp web.Server on uvloop (reference)",
+    "gateway-authz": "gateway-authz, SAS, decision cache hit",
+}
+
+
+def _argv(row: str, port: int, config: Path) -> list[str]:
+    if row == "floor":
+        return [sys.executable, str(FLOORS_SCRIPT), "--kind", "http", "--port", str(port)]
+    if row == "reference":
+        return [sys.executable, str(FLOORS_SCRIPT), "--kind", "http", "--port", str(port), "--uvloop", "--lowlevel"]
+    return _procs.serve_argv(config, port, _procs.free_port())
+
+
+def _wrk(port: int, tokens: Path, seconds: int) -> int:
+    argv = ["wrk", "-t1", "-c1", f"-d{seconds}s", "-s", str(WRK_SCRIPT), "-H", f"Host: {fx.HOST}"]
+    argv += ["-H", "x-forwarded-proto: http", "-H", "x-request-id: 0f8fad5b-d9cb-469f-a165-70867728950e"]
+    argv += [f"http://127.0.0.1:{port}/ext_authz{fx.PATH}", "--", str(tokens), "ServiceBusAuthorization", "1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("BENCH-RESULT "))
+    result = json.loads(line.removeprefix("BENCH-RESULT "))
+    if result["status"]:
+        raise RuntimeError(f"non-2xx answers: {result}")
+    return int(result["requests"])
+
+
+def _instructions(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {dump}")
+
+
+def measure(row: str, workdir: Path, config: Path, tokens: Path, seconds: int) -> tuple[int, int]:
+    """(requests, instructions) while ``row`` served ``seconds`` of wrk -c1 under callgrind."""
+    port = _procs.free_port()
+    out = workdir / f"callgrind.{row}"
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *_argv(row, port, config)]
+    proc = _procs.ManagedProcess(row, argv, workdir, env=_procs.service_env({"PYTHONHASHSEED": "0"})).start()
+    try:
+        deadline = time.monotonic() + 180  # start-up under valgrind is slow
+        while not _procs.port_open(port):
+            if not proc.running() or time.monotonic() > deadline:
+                raise RuntimeError(f"{row} did not start\n{proc.describe()}")
+            time.sleep(0.5)
+        _wrk(port, tokens, 3)  # warm-up: imports, first-request work, caches filled
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True, timeout=60)
+        requests = _wrk(port, tokens, seconds)
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True, timeout=60)
+        return requests, _instructions(Path(f"{out}.1"))
+    finally:
+        proc.stop(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=6, help="measured wrk run per row (default 6)")
+    args = parser.parse_args(argv)
+    for tool in ("valgrind", "callgrind_control", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: this benchmark needs valgrind and wrk (apt-get install valgrind wrk)")
+    with tempfile.TemporaryDirectory(prefix="gateway-authz-instructions-") as tmp:
+        workdir = Path(tmp)
+        config = workdir / "authz.yaml"
+        config.write_text(yaml.safe_dump(fx.config(), sort_keys=False))
+        tokens = workdir / "sas-fixed.txt"
+        tokens.write_text(fx.sas_token() + "\n")
+        print(f"# {fx.machine()}; wrk -t1 -c1, {args.seconds} s per row, under valgrind --tool=callgrind")
+        print("| row | requests | instructions/request | x floor |")
+        print("|---|---:|---:|---:|")
+        floor = None
+        for row, title in ROWS.items():
+            requests, instructions = measure(row, workdir, config, tokens, args.seconds)
+            per_request = instructions / requests
+            floor = floor or per_request
+            print(f"| {title} | {requests:,} | {per_request:,.0f} | {per_request / floor:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
