@@ -240,7 +240,7 @@ class AuditLog:
     string ASCII and free of anything redaction looks for), so the bytes are the same either way.
     """
 
-    __slots__ = ("_by_identity", "_processors", "_rendered", "_sink", "_stamper")
+    __slots__ = ("_by_identity", "_heads", "_processors", "_rendered", "_sink", "_stamper")
 
     def __init__(self, sink: Sink = _stdout_sink) -> None:
         self._sink = sink
@@ -250,24 +250,42 @@ class AuditLog:
         self._rendered: dict[tuple[Any, ...], tuple[str | None, str]] = {}
         # the same, found by the decision's identity: a cached decision answers again as the very same object
         self._by_identity: IdentityMemo[tuple[str | None, str]] = IdentityMemo(_RENDERED_DECISIONS)
+        # the same with the request's fixed fields in the head, by (id(decision), method, host, target, gateway)
+        self._heads: IdentityMemo[tuple[str | None, str]] = IdentityMemo(_RENDERED_DECISIONS)
 
     def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float) -> None:
-        path = redact_target(request.target)
+        method, host, target, gateway, request_id = (
+            request.method,
+            request.host,
+            request.target,
+            request.gateway,
+            request.request_id,
+        )
+        # The line but the request id, latency and time, found by the decision's identity and the request's fixed
+        # fields: a gateway sends the same request again and again, and only those three differ.
+        key = (id(decision), method, host, target, gateway)
+        parts = self._heads.get(decision, key)
+        if parts is None:
+            parts = self._heads.put(decision, key, self._head(decision, method, host, target, gateway))
+        head, tail = parts
+        if head is not None and _verbatim(request_id):
+            # Every field is printable ASCII without quote or backslash, which JSON writes as it is: the line is
+            # the renderer's, byte for byte, with the request's fields and the time put in place.
+            latency = round(latency_ms, 3)
+            self._sink(f'{head}{request_id}","latency_ms":{latency!r}{tail}{self._stamper.now()}"}}\n'.encode())
+            return
+        self._line(request, decision, redact_target(target), latency_ms)
+
+    def _head(self, decision: Decision, method: str, host: str, target: str, gateway: str) -> tuple[str | None, str]:
+        """The rendered line up to the request id's value and after the latency; no head when it cannot be used."""
         parts = self._by_identity.get(decision, id(decision))
         if parts is None:
             parts = self._by_identity.put(decision, id(decision), self._parts(decision))
         head, tail = parts
-        method, host, gateway, request_id = request.method, request.host, request.gateway, request.request_id
-        if head is not None and _verbatim(f"{method} {host} {path} {gateway} {request_id}"):
-            # Every field is printable ASCII without quote or backslash, which JSON writes as it is: the line is
-            # the renderer's, byte for byte, with the request's fields and the time put in place.
-            latency = round(latency_ms, 3)
-            self._sink(
-                f'{head}"method":"{method}","host":"{host}","path":"{path}","gateway":"{gateway}",'
-                f'"request_id":"{request_id}","latency_ms":{latency!r}{tail}{self._stamper.now()}"}}\n'.encode()
-            )
-            return
-        self._line(request, decision, path, latency_ms)
+        path = redact_target(target)
+        if head is None or not _verbatim(f"{method} {host} {path} {gateway}"):
+            return None, ""
+        return f'{head}"method":"{method}","host":"{host}","path":"{path}","gateway":"{gateway}","request_id":"', tail
 
     def _parts(self, decision: Decision) -> tuple[str | None, str]:
         """The rendered line before and after the request's fields, from everything of ``decision`` it shows."""

@@ -6,11 +6,12 @@ from typing import NamedTuple
 
 import orjson
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 
 from .._identity import IdentityMemo
 from ..model import Decision
-from ._prepared import PreparedAnswer, Wire, preparable, prepare_wire
+from ._prepared import PreparedAnswer, Wire, prepare_wire
 
 __all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response"]
 
@@ -42,7 +43,8 @@ def deny_body(decision: Decision) -> bytes:
 def http_response(decision: Decision, request: web.BaseRequest) -> web.StreamResponse:
     """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial)."""
     answer = _answer(decision)
-    if answer.wire is not None and preparable(request):
+    # What framing prepared bytes can serve (see _prepared): HTTP/1.1, a connection kept open, not HEAD.
+    if answer.wire is not None and request.version == HttpVersion11 and request.keep_alive and request.method != "HEAD":
         return PreparedAnswer(answer.wire)
     return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
 

@@ -20,9 +20,9 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
+from aiohttp.http import SERVER_SOFTWARE
 
-__all__ = ["PreparedAnswer", "Wire", "preparable", "prepare_wire"]
+__all__ = ["PreparedAnswer", "Wire", "prepare_wire"]
 
 # What aiohttp's header serializer refuses (a header injection): CR, LF and the other control characters but TAB.
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -52,13 +52,8 @@ def prepare_wire(status: int, headers: tuple[tuple[str, str], ...], body: bytes)
     return Wire(status, headers, body)
 
 
-def preparable(request: web.BaseRequest) -> bool:
-    """Whether ``request`` can be answered with prepared bytes (HTTP/1.1, keep-alive, not ``HEAD``)."""
-    return request.version == HttpVersion11 and request.keep_alive and request.method != "HEAD"
-
-
 class PreparedAnswer(web.StreamResponse):
-    """A response that writes its prepared bytes on ``prepare``; only for a request that is :func:`preparable`."""
+    """A response that writes its prepared bytes on ``prepare``: only for HTTP/1.1 keep-alive, not ``HEAD``."""
 
     def __init__(self, wire: Wire) -> None:
         super().__init__(status=wire.status)
