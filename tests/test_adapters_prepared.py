@@ -140,7 +140,7 @@ async def test_framing_changes_take_aiohttps_own_response(
 
 async def test_header_injection_is_never_prepared(aiohttp_server: Any) -> None:
     """A value with CR/LF gets no prepared bytes; aiohttp's own serializer refuses it: no answer, never the header."""
-    assert _answer._answer(INJECTION).wire is None
+    assert _answer._answer(INJECTION).head is None
     seen: list[type] = []
     server = await _server(aiohttp_server, INJECTION, seen)
     answer = await _exchange(server.port, _request("GET", "/prepared"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import orjson
 from aiohttp import web
 from aiohttp.http import HttpVersion11
@@ -11,7 +9,7 @@ from multidict import CIMultiDict
 
 from .._identity import IdentityMemo
 from ..model import Decision
-from ._prepared import PreparedAnswer, Wire, prepare_wire
+from ._prepared import PreparedAnswer, Wire
 
 __all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response"]
 
@@ -44,40 +42,31 @@ def http_response(decision: Decision, request: web.BaseRequest) -> web.StreamRes
     """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial)."""
     answer = _answer(decision)
     # What framing prepared bytes can serve (see _prepared): HTTP/1.1, a connection kept open, not HEAD.
-    if answer.wire is not None and request.version == HttpVersion11 and request.keep_alive and request.method != "HEAD":
-        return PreparedAnswer(answer.wire)
+    if answer.head is not None and request.version == HttpVersion11 and request.keep_alive and request.method != "HEAD":
+        return PreparedAnswer(answer)
     return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
 
 
-class _Answer(NamedTuple):
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    wire: Wire | None  # the same, serialized for a prepared answer; None if a header value cannot be written
-
-
-def _build(decision: Decision) -> _Answer:
+def _build(decision: Decision) -> Wire:
     if decision.allowed:
         headers = allow_headers(decision)
         if decision.strip_headers:
             headers += (("x-envoy-auth-headers-to-remove", ", ".join(decision.strip_headers)),)
-        status, body = 200, b""
-    else:
-        headers = (("content-type", "application/json"), ("x-authz-reason", decision.reason))
-        if decision.status == 401:
-            headers += (("www-authenticate", WWW_AUTHENTICATE),)
-        status, body = decision.status, deny_body(decision)
-    return _Answer(status, headers, body, prepare_wire(status, headers, body))
+        return Wire(200, headers, b"")
+    headers = (("content-type", "application/json"), ("x-authz-reason", decision.reason))
+    if decision.status == 401:
+        headers += (("www-authenticate", WWW_AUTHENTICATE),)
+    return Wire(decision.status, headers, deny_body(decision))
 
 
 # Answers by what they are made of: few distinct ones recur. A cached decision answers again as the very same
 # object, so it is first looked up by identity, then by content.
-_ANSWERS: dict[tuple[object, ...], _Answer] = {}
+_ANSWERS: dict[tuple[object, ...], Wire] = {}
 _ANSWERS_MAX = 1024
-_ANSWERS_BY_IDENTITY: IdentityMemo[_Answer] = IdentityMemo(_ANSWERS_MAX)
+_ANSWERS_BY_IDENTITY: IdentityMemo[Wire] = IdentityMemo(_ANSWERS_MAX)
 
 
-def _answer(decision: Decision) -> _Answer:
+def _answer(decision: Decision) -> Wire:
     known = _ANSWERS_BY_IDENTITY.get(decision, id(decision))
     if known is not None:
         return known

@@ -22,14 +22,19 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
-__all__ = ["PreparedAnswer", "Wire", "prepare_wire"]
+__all__ = ["PreparedAnswer", "Wire"]
 
 # What aiohttp's header serializer refuses (a header injection): CR, LF and the other control characters but TAB.
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Wire:
-    """One answer (status, headers, body) and its bytes but the ``Date``: up to that header, and after it."""
+    """One answer (status, headers, body) and, when aiohttp would write its headers, its bytes but the ``Date``.
+
+    ``head`` is the status line and headers up to the ``Date`` value and ``tail`` what follows it; ``head`` is
+    ``None`` when a header holds a byte aiohttp refuses to write (a header injection), so that the answer is
+    never prepared and goes to aiohttp, which refuses it.
+    """
 
     __slots__ = ("body", "head", "headers", "status", "tail")
 
@@ -37,6 +42,10 @@ class Wire:
         self.status = status
         self.headers = headers
         self.body = body
+        self.head: bytes | None = None
+        self.tail = b""
+        if any(_FORBIDDEN.search(name) or _FORBIDDEN.search(value) for name, value in headers):
+            return
         lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers]
         # The order aiohttp writes them in: the response's own headers, Content-Length, Date, Server.
@@ -45,19 +54,15 @@ class Wire:
         self.tail = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode() + body
 
 
-def prepare_wire(status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> Wire | None:
-    """The prepared bytes of an answer, or ``None`` when a header is one aiohttp would refuse to write."""
-    if any(_FORBIDDEN.search(name) or _FORBIDDEN.search(value) for name, value in headers):
-        return None
-    return Wire(status, headers, body)
-
-
 class PreparedAnswer(web.StreamResponse):
     """A response that writes its prepared bytes on ``prepare``: only for HTTP/1.1 keep-alive, not ``HEAD``."""
 
     def __init__(self, wire: Wire) -> None:
+        if wire.head is None:
+            raise ValueError("an answer with a header aiohttp refuses to write is never prepared")
         super().__init__(status=wire.status)
         self.wire = wire  # what it writes; its own ``headers`` stay empty (they are in the bytes)
+        self._head = wire.head
 
     async def prepare(self, request: web.BaseRequest) -> None:
         if self._eof_sent:
@@ -66,7 +71,7 @@ class PreparedAnswer(web.StreamResponse):
         self._keep_alive = True
         self._eof_sent = True  # what aiohttp's own write_eof() checks first: there is nothing left to send
         self._body_length = len(wire.body)
-        await request.writer.write_eof(wire.head + _date() + wire.tail)
+        await request.writer.write_eof(self._head + _date() + wire.tail)
 
 
 class _DateHeader:
