@@ -240,7 +240,7 @@ class AuditLog:
     string ASCII and free of anything redaction looks for), so the bytes are the same either way.
     """
 
-    __slots__ = ("_by_identity", "_heads", "_processors", "_rendered", "_sink", "_stamper")
+    __slots__ = ("_heads", "_processors", "_rendered", "_sink", "_stamper")
 
     def __init__(self, sink: Sink = _stdout_sink) -> None:
         self._sink = sink
@@ -248,9 +248,8 @@ class AuditLog:
         self._stamper: _IsoTimeStamper = self._processors[1]
         # a decision's content -> (head, tail) of its line, or (None, "") when it cannot take the shortcut
         self._rendered: dict[tuple[Any, ...], tuple[str | None, str]] = {}
-        # the same, found by the decision's identity: a cached decision answers again as the very same object
-        self._by_identity: IdentityMemo[tuple[str | None, str]] = IdentityMemo(_RENDERED_DECISIONS)
-        # the same with the request's fixed fields in the head, by (id(decision), method, host, target, gateway)
+        # the same with the request's fixed fields in the head, by (id(decision), method, host, target, gateway): a
+        # cached decision answers again as the very same object, to the same request but for its id
         self._heads: IdentityMemo[tuple[str | None, str]] = IdentityMemo(_RENDERED_DECISIONS)
 
     def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float) -> None:
@@ -278,10 +277,7 @@ class AuditLog:
 
     def _head(self, decision: Decision, method: str, host: str, target: str, gateway: str) -> tuple[str | None, str]:
         """The rendered line up to the request id's value and after the latency; no head when it cannot be used."""
-        parts = self._by_identity.get(decision, id(decision))
-        if parts is None:
-            parts = self._by_identity.put(decision, id(decision), self._parts(decision))
-        head, tail = parts
+        head, tail = self._parts(decision)
         path = redact_target(target)
         if head is None or not _verbatim(f"{method} {host} {path} {gateway}"):
             return None, ""

@@ -78,7 +78,6 @@ class DecisionService:
         self._metrics = metrics
         self._decisions = metrics.decisions.labels
         self._latency = metrics.latency.labels
-        self._latency_by_gateway: dict[str, Any] = {}
         self._key_slots = metrics.sas_key_slot.labels
         self._cache_hit = metrics.cache.labels("hit")
         self._cache_miss = metrics.cache.labels("miss")
@@ -131,10 +130,7 @@ class DecisionService:
                 ),
             )
         counter.inc()
-        latency = self._latency_by_gateway.get(gateway)
-        if latency is None:  # a handful of gateways: each one's histogram child is looked up once
-            latency = self._latency_by_gateway[gateway] = self._latency(gateway)
-        latency.observe(elapsed)
+        self._latency(gateway).observe(elapsed)
 
     async def _decide(
         self, request: AuthzRequest, runtime: Runtime, context: _Context, request_key: bytes | None
