@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ._identity import IdentityMemo
 from .audit import AuditLog
@@ -88,8 +88,28 @@ class DecisionService:
 
     async def decide(self, request: AuthzRequest) -> Decision:
         started = time.perf_counter()
-        runtime: Runtime | None = None
         context = _Context()
+        runtime, outcome = self._first_pass(request, context)
+        if isinstance(outcome, _PendingJwt):
+            outcome = await self._verify_jwt(outcome, context)
+        return self._finish(request, runtime, context, outcome, started)
+
+    def decide_now(self, request: AuthzRequest) -> Decision | None:
+        """The decision if it needs no waiting, as :meth:`decide` makes it; ``None`` (and nothing logged or counted)
+        for a bearer token that is not cached yet, whose verification may have to fetch its issuer's keys.
+
+        For callers that cannot wait (see :mod:`gateway_authz.listener`): a ``None`` goes to :meth:`decide`.
+        """
+        started = time.perf_counter()
+        context = _Context()
+        runtime, outcome = self._first_pass(request, context)
+        if isinstance(outcome, _PendingJwt):
+            return None
+        return self._finish(request, runtime, context, outcome, started)
+
+    def _first_pass(self, request: AuthzRequest, context: _Context) -> tuple[Runtime | None, Decision | _PendingJwt]:
+        """Everything but the verification of an uncached JWT: the memo, the cache, SAS verification, policy."""
+        runtime: Runtime | None = None
         try:
             runtime = self._source.runtime  # inside the try: a failing source is a deny like any other fault
             request_key = runtime.cache.request_key(request) if request.method else None
@@ -97,15 +117,23 @@ class DecisionService:
             # Only an allow: a deny takes the full path, which also finds the carriers a dry-run answer strips.
             if remembered is not None and remembered.allowed:
                 self._cache_hit.inc()
-                decision = remembered
-            else:
-                decision = await self._decide(request, runtime, context, request_key)
-        except AuthzError as error:
-            decision = _deny(error, context)
-        except Exception as exc:  # a bug must still end in a deny, never an allow
-            if self._ops_log is not None:
-                self._ops_log.error("authz.internal_error", error=type(exc).__name__, gateway=request.gateway)
-            decision = _deny(CannotVerify("internal_error", type(exc).__name__), context)
+                return runtime, remembered
+            return runtime, self._decide(request, runtime, context, request_key)
+        except Exception as exc:
+            return runtime, self._failed(exc, context, request.gateway)
+
+    def _failed(self, exc: Exception, context: _Context, gateway: str) -> Decision:
+        if isinstance(exc, AuthzError):
+            return _deny(exc, context)
+        # a bug must still end in a deny, never an allow
+        if self._ops_log is not None:
+            self._ops_log.error("authz.internal_error", error=type(exc).__name__, gateway=gateway)
+        return _deny(CannotVerify("internal_error", type(exc).__name__), context)
+
+    def _finish(
+        self, request: AuthzRequest, runtime: Runtime | None, context: _Context, decision: Decision, started: float
+    ) -> Decision:
+        """Dry run, the audit line and the metrics: what every decision goes through once, however it was made."""
         dry_run = not decision.allowed and runtime is not None and _dry_run(request, runtime, decision)
         if dry_run:  # logged and counted as the deny it is (with the status it would have had); answered below
             decision = dataclasses.replace(decision, dry_run=True)
@@ -132,9 +160,9 @@ class DecisionService:
         counter.inc()
         self._latency(gateway).observe(elapsed)
 
-    async def _decide(
+    def _decide(
         self, request: AuthzRequest, runtime: Runtime, context: _Context, request_key: bytes | None
-    ) -> Decision:
+    ) -> Decision | _PendingJwt:
         if not request.method:  # absent or repeated X-Original-Method: a guess could skip a management route
             raise NotPermitted("malformed_request", "the gateway did not say which method the request used")
         path, query_string = split_target(request.target)
@@ -164,15 +192,33 @@ class DecisionService:
         cached = runtime.cache.get(key)
         if cached is not None:
             self._cache_hit.inc()
+        elif found.kind == "jwt":  # its issuer's keys may have to be fetched: verified in _verify_jwt, awaited
+            return _PendingJwt(request.gateway, runtime, found, resolved, rights, key, request_key)
         else:
             self._cache_miss.inc()
-            cached = await self._verify(found, runtime, resolved, rights, context)
+            cached = self._verify_sas(found, runtime, resolved, rights, context)
             runtime.cache.put(key, cached)
         if request_key is not None:
             runtime.cache.remember(request_key, key)
         return cached
 
-    async def _verify(
+    async def _verify_jwt(self, pending: _PendingJwt, context: _Context) -> Decision:
+        try:
+            runtime = pending.runtime
+            self._cache_miss.inc()
+            if self._jwt is None:
+                raise InvalidCredential("unknown_issuer", "no JWT issuer is configured")
+            found = pending.found
+            decision = await self._jwt.authorize(found.value, runtime, pending.resolved, pending.rights, self._clock())
+            decision = dataclasses.replace(decision, strip_headers=found.strip_headers, strip_query=found.strip_query)
+            runtime.cache.put(pending.key, decision)
+            if pending.request_key is not None:
+                runtime.cache.remember(pending.request_key, pending.key)
+            return decision
+        except Exception as exc:
+            return self._failed(exc, context, pending.gateway)
+
+    def _verify_sas(
         self,
         found: FoundCredential,
         runtime: Runtime,
@@ -180,16 +226,10 @@ class DecisionService:
         rights: tuple[Right, ...],
         context: _Context,
     ) -> Decision:
-        now = self._clock()
-        if found.kind == "jwt":
-            if self._jwt is None:
-                raise InvalidCredential("unknown_issuer", "no JWT issuer is configured")
-            decision = await self._jwt.authorize(found.value, runtime, resolved, rights, now)
-            return dataclasses.replace(decision, strip_headers=found.strip_headers, strip_query=found.strip_query)
         token = parse_sas(found.value)
         context.principal = token.key_name
         try:
-            verified = runtime.policy.authorize_sas(token, resolved, rights, now=now)
+            verified = runtime.policy.authorize_sas(token, resolved, rights, now=self._clock())
         except AuthzError as error:
             if error.status == 403:  # a verified token's 403 is as stable as an allow: cache it, to its expiry
                 return _deny(error, context, expires_at=float(token.expiry))
@@ -206,6 +246,18 @@ class DecisionService:
             audit={"key_name": token.key_name, "key_slot": verified.key_slot},
             expires_at=float(token.expiry),
         )
+
+
+class _PendingJwt(NamedTuple):
+    """A bearer token still to verify, and what the first pass found out about its request."""
+
+    gateway: str
+    runtime: Runtime
+    found: FoundCredential
+    resolved: ResolvedResource
+    rights: tuple[Right, ...]
+    key: bytes
+    request_key: bytes | None
 
 
 def _deny(error: AuthzError, context: _Context, *, expires_at: float | None = None) -> Decision:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from _factories import (
@@ -27,6 +28,7 @@ from _factories import (
     make_request,
     make_settings,
     mint,
+    replace_field,
 )
 
 from gateway_authz.audit import AuditLog
@@ -39,6 +41,7 @@ from gateway_authz.service import DecisionService
 from gateway_authz.settings import AuthorizationRule
 
 TOKEN = mint("/orders")
+FORGED = replace_field(TOKEN, "sig", quote("A" * 43 + "=", safe=""))
 
 
 class BrokenSource:
@@ -140,6 +143,64 @@ async def test_jwt_authorizer_failures_are_denies(error: Exception, status: int,
     """Whatever the JWT authorizer raises, expected or not, ends in a deny with its status."""
     service, audit, _ops = direct_service(_Holder(), jwt=_FakeJwt(error))
     assert_decision(await service.decide(make_request("/orders", sba=JWT)), status, reason)
+    assert len(audit) == 1
+
+
+# --------------------------------------------------------------------------------------------------------------
+# decide_now: the same decision when no waiting is needed, nothing at all when it is
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _counts(service: DecisionService) -> list[bytes]:
+    """The service's metrics but the configuration's age, which moves with the wall clock."""
+    lines = service._metrics.render().splitlines()
+    return [line for line in lines if not line.startswith(b"gateway_authz_config_age_seconds ")]
+
+
+async def test_decide_now_leaves_an_unverified_jwt_to_decide_and_records_nothing() -> None:
+    """An uncached bearer token needs its issuer's keys: ``decide_now`` says None, with no audit line, no count."""
+    jwt = _FakeJwt()
+    service, audit, _ops = direct_service(_Holder(), jwt=jwt)
+    request = make_request("/orders", authorization=f"Bearer {JWT}")
+    before = _counts(service)
+    assert service.decide_now(request) is None
+    assert (audit, jwt.seen, _counts(service)) == ([], [], before)
+    assert_decision(await service.decide(request), 200, "allowed")
+    assert len(audit) == 1 and jwt.seen == [JWT]
+
+
+async def test_decide_now_answers_a_verified_jwt_from_the_cache() -> None:
+    """Once verified, the same token is decided without waiting, with the same decision and one audit line."""
+    jwt = _FakeJwt()
+    service, audit, _ops = direct_service(_Holder(), jwt=jwt)
+    request = make_request("/orders", authorization=f"Bearer {JWT}")
+    first = await service.decide(request)
+    assert service.decide_now(request) is first
+    assert len(audit) == 2 and jwt.seen == [JWT]
+
+
+@pytest.mark.parametrize(
+    ("sba", "status", "reason"),
+    [(TOKEN, 200, "allowed"), (FORGED, 401, "bad_signature"), (None, 401, "missing_credential")],
+    ids=["sas-allow", "sas-forged", "no-credential"],
+)
+async def test_decide_now_decides_sas_and_anonymous_as_decide_does(sba: str | None, status: int, reason: str) -> None:
+    """SAS verification never waits: ``decide_now`` gives what ``decide`` gives, and logs it once."""
+    now, later = harness(), harness()
+    request = make_request("/orders", sba=sba)
+    decided_now = now.service.decide_now(request)
+    assert decided_now is not None
+    assert_decision(decided_now, status, reason)
+    assert decided_now == await later.decide(request)
+    assert len(now.audit) == len(later.audit) == 1
+
+
+async def test_decide_now_never_raises_when_the_configuration_source_fails() -> None:
+    """The synchronous path fails closed like ``decide``: a 503 deny, audited."""
+    service, audit, _ops = direct_service(BrokenSource())
+    decision = service.decide_now(make_request("/orders", sba=TOKEN))
+    assert decision is not None
+    assert_decision(decision, 503, "internal_error")
     assert len(audit) == 1
 
 
