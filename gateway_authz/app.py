@@ -18,21 +18,24 @@ from aiohttp import web
 
 from .adapters import envoy_http, forward_auth, nginx
 from .adapters._answer import http_response
+from .adapters._headers import RequestHead
 from .appkeys import HOLDER, JWT, METRICS, SERVICE
 from .audit import AuditLog, Sink, make_ops_logger
 from .identity import EntraAuthorizer
 from .metrics import Metrics
+from .model import AuthzRequest
 from .reload import ConfigHolder, Loader
 from .service import DecisionService
 from .settings import Settings
 
-__all__ = ["create_admin_app", "create_app", "fast_decision_handler"]
+__all__ = ["Adapter", "create_admin_app", "create_app", "decision_adapter", "fast_decision_handler"]
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+Adapter = Callable[[RequestHead], AuthzRequest]
 
 # The decision routes, and the same routes as the fast handler matches them (see fast_decision_handler).
 _ENVOY_ROUTE = envoy_http.PATH_PREFIX + "{tail:(/.*)?}"
-_PLAIN_ROUTES = {"/auth": nginx.to_authz_request, "/forward-auth": forward_auth.to_authz_request}
+_PLAIN_ROUTES: dict[str, Adapter] = {"/auth": nginx.to_authz_request, "/forward-auth": forward_auth.to_authz_request}
 
 
 def _default_loader(path: str) -> Settings:
@@ -103,15 +106,20 @@ def fast_decision_handler(app: web.Application, fallback: Handler) -> Handler:
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         if not request.headers.get("Expect"):
-            path = request.rel_url.path_safe
-            adapter = _PLAIN_ROUTES.get(path)
-            if adapter is None and _envoy_route(path):
-                adapter = envoy_http.to_authz_request
+            adapter = decision_adapter(request.rel_url.path_safe)
             if adapter is not None:
                 return http_response(await service.decide(adapter(request)), request)
         return await fallback(request)
 
     return handle
+
+
+def decision_adapter(path: str) -> Adapter | None:
+    """The adapter of the decision route ``path`` takes (aiohttp's ``path_safe``), as ``create_app`` routes it."""
+    adapter = _PLAIN_ROUTES.get(path)
+    if adapter is None and _envoy_route(path):
+        return envoy_http.to_authz_request
+    return adapter
 
 
 def _envoy_route(path: str) -> bool:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from aiohttp.http import HttpVersion11
+from aiohttp.http import HttpVersion, HttpVersion11
 from multidict import CIMultiDict
 
 from .._identity import IdentityMemo
 from ..model import Decision
-from ._prepared import PreparedAnswer, Wire
+from ._prepared import PreparedAnswer, Wire, date_header
 
-__all__ = ["WWW_AUTHENTICATE", "allow_headers", "deny_body", "http_response"]
+__all__ = ["WWW_AUTHENTICATE", "allow_headers", "answer_bytes", "deny_body", "http_response", "preparable"]
 
 # One header value with both challenges: NGINX copies only the first WWW-Authenticate line to the client.
 WWW_AUTHENTICATE = 'SharedAccessSignature realm="gateway-authz", Bearer realm="gateway-authz"'
@@ -41,10 +41,21 @@ def deny_body(decision: Decision) -> bytes:
 def http_response(decision: Decision, request: web.BaseRequest) -> web.StreamResponse:
     """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial)."""
     answer = _answer(decision)
-    # What framing prepared bytes can serve (see _prepared): HTTP/1.1, a connection kept open, not HEAD.
-    if answer.head is not None and request.version == HttpVersion11 and request.keep_alive and request.method != "HEAD":
+    if answer.head is not None and preparable(request.version, request.keep_alive, request.method):
         return PreparedAnswer(answer)
     return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
+
+
+def preparable(version: HttpVersion, keep_alive: bool, method: str) -> bool:
+    """Whether a request's framing lets prepared bytes answer it (see _prepared): HTTP/1.1, kept open, not HEAD."""
+    return version == HttpVersion11 and keep_alive and method != "HEAD"
+
+
+def answer_bytes(decision: Decision) -> bytes | None:
+    """The whole answer to a :func:`preparable` request, as :class:`PreparedAnswer` writes it; ``None`` when a
+    header holds a byte aiohttp refuses to write."""
+    answer = _answer(decision)
+    return None if answer.head is None else answer.head + date_header() + answer.tail
 
 
 def _build(decision: Decision) -> Wire:

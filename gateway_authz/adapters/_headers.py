@@ -1,15 +1,28 @@
-"""aiohttp's request headers as the request model holds them: lower-case name -> every value, in arrival order."""
+"""What adapters read of a request: its head, and its headers as the request model holds them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TypeVar, overload
+from typing import Protocol, TypeVar, overload
 
 from multidict import CIMultiDictProxy
 
-__all__ = ["HeaderView"]
+__all__ = ["HeaderView", "RequestHead"]
 
 _T = TypeVar("_T")
+
+
+class RequestHead(Protocol):
+    """A request's method, raw path and headers: aiohttp's ``BaseRequest``, or a head the listener answers inline."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def raw_path(self) -> str: ...
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
 
 
 class HeaderView(Mapping[str, tuple[str, ...]]):

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
-__all__ = ["PreparedAnswer", "Wire"]
+__all__ = ["PreparedAnswer", "Wire", "date_header"]
 
 # What aiohttp's header serializer refuses (a header injection): CR, LF and the other control characters but TAB.
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -71,7 +71,7 @@ class PreparedAnswer(web.StreamResponse):
         self._keep_alive = True
         self._eof_sent = True  # what aiohttp's own write_eof() checks first: there is nothing left to send
         self._body_length = len(wire.body)
-        await request.writer.write_eof(self._head + _date() + wire.tail)
+        await request.writer.write_eof(self._head + date_header() + wire.tail)
 
 
 class _DateHeader:
@@ -91,4 +91,4 @@ class _DateHeader:
         return self._value
 
 
-_date = _DateHeader()
+date_header = _DateHeader()

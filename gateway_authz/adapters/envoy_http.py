@@ -12,14 +12,14 @@ from aiohttp import web
 from ..appkeys import SERVICE
 from ..model import AuthzRequest
 from ._answer import http_response
-from ._headers import HeaderView
+from ._headers import HeaderView, RequestHead
 
 __all__ = ["PATH_PREFIX", "handle", "to_authz_request"]
 
 PATH_PREFIX = "/ext_authz"
 
 
-def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
+def to_authz_request(request: RequestHead) -> AuthzRequest:
     raw = request.raw_path
     target = raw[len(PATH_PREFIX) :] if raw.startswith(PATH_PREFIX) else ""
     headers = HeaderView(request.headers)

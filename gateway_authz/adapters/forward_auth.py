@@ -12,12 +12,12 @@ from aiohttp import web
 from ..appkeys import SERVICE
 from ..model import AuthzRequest
 from ._answer import http_response
-from ._headers import HeaderView
+from ._headers import HeaderView, RequestHead
 
 __all__ = ["handle", "to_authz_request"]
 
 
-def to_authz_request(request: web.BaseRequest) -> AuthzRequest:
+def to_authz_request(request: RequestHead) -> AuthzRequest:
     headers = HeaderView(request.headers)
     return AuthzRequest(
         gateway="forward-auth",
