@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .app import create_admin_app, create_app, fast_decision_handler
+from .app import create_admin_app, create_app
 from .appkeys import HOLDER
+from .listener import DecisionRunner
 from .settings import Settings
 
 __all__ = ["DEFAULT_KEEPALIVE_TIMEOUT", "ServeOptions", "run"]
@@ -57,7 +58,7 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
         reuse_port=reuse_port,
     )
     admin = create_admin_app(app)
-    runner = web.AppRunner(
+    runner = DecisionRunner(  # the decision routes without the router, checks answered inline (see listener)
         app,
         access_log=None,
         handle_signals=False,
@@ -70,8 +71,6 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
         admin, access_log=None, handle_signals=False, shutdown_timeout=2.0, keepalive_timeout=options.keepalive_timeout
     )
     await runner.setup()
-    if runner.server is not None:  # always, once set up: the decision routes skip the router (see the handler)
-        runner.server.request_handler = fast_decision_handler(app, runner.server.request_handler)
     await admin_runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
