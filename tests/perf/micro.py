@@ -6,9 +6,11 @@ Each figure is the minimum over ``--repeats`` timed loops of many iterations (th
 disturbed by the rest of the machine), divided by the iterations. Decisions go through
 ``DecisionService.decide`` of a service built by ``create_app`` on the benchmark namespace (``_fixtures.py``),
 with the audit log written to ``/dev/null`` line by line (one write per decision, as on standard output). The
-"handler" rows add what the Envoy HTTP adapter does around it: reading the aiohttp request into the request
-model and building the response. What a decision costs beyond its HMAC or RSA verify is parsing, policy,
-cache, audit and metrics.
+"handler" row adds what the Envoy HTTP adapter does around it: reading the aiohttp request into the request
+model and building the response. The "inline" row is what the decision listener does for a check on an idle
+keep-alive connection (``listener.py``): aiohttp's parser on the request's bytes, the adapter, the decision and
+the answer's bytes, with no aiohttp request, response or task. What a decision costs beyond its HMAC or RSA
+verify is parsing, policy, cache, audit and metrics.
 """
 
 from __future__ import annotations
@@ -118,6 +120,59 @@ def mocked_envoy_http(app: Any, credential_header: str, credential: str) -> Any:
     return make_mocked_request("GET", "/ext_authz" + fx.PATH, headers=headers, app=app)
 
 
+def envoy_http_bytes(credential_header: str, credential: str) -> bytes:
+    """The check Envoy's HTTP ext_authz sends, as bytes on the wire."""
+    lines = [
+        f"GET /ext_authz{fx.PATH} HTTP/1.1",
+        f"host: {fx.HOST}",
+        f"{credential_header}: {credential}",
+        "x-request-id: 0d8b9c36-5e2f-4f55-9b3b-6c1f0e9f3a11",
+        "x-forwarded-proto: http",
+        "x-envoy-expected-rq-timeout-ms: 1000",
+        "content-length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _inline_loop(service: Any, request: bytes) -> Callable[[int], float]:
+    """Times the decision listener's connection answering ``request`` inline as it arrives (listener.py), over a
+    transport that keeps nothing: aiohttp's parser, the adapter, ``decide_now`` and the answer's bytes."""
+    from aiohttp import web
+
+    from gateway_authz.listener import _InlineServer
+
+    class _Discard(asyncio.Transport):
+        writes = 0
+
+        def write(self, data: Any) -> None:
+            self.writes += 1
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return default
+
+    async def not_inline(_request: web.BaseRequest) -> web.StreamResponse:
+        raise AssertionError("the benchmark's check was not answered inline")
+
+    async def body(n: int) -> float:
+        server = _InlineServer(web.Server(not_inline), not_inline, service)
+        protocol = server()
+        transport = _Discard()
+        protocol.connection_made(transport)
+        await asyncio.sleep(0)  # the connection's task starts on the next turn of the loop and waits for a request
+        if protocol._waiter is None:
+            raise AssertionError("the connection's task did not start")
+        started = time.process_time()
+        for _ in range(n):
+            protocol.data_received(request)
+        elapsed = time.process_time() - started
+        protocol.connection_lost(None)
+        if transport.writes != n:
+            raise AssertionError(f"{transport.writes} of {n} checks answered inline")
+        return elapsed
+
+    return lambda n: asyncio.run(body(n))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="timed loops per figure; the minimum is reported")
@@ -193,10 +248,18 @@ def main(argv: list[str] | None = None) -> int:
 
         report("SAS, unique tokens (miss): DecisionService.decide", _best(args.repeats, per_repeat, miss_loop))
         mocked = mocked_envoy_http(app, "ServiceBusAuthorization", fx.sas_token())
-        handler = fast_decision_handler(app, envoy_http.handle)  # what `serve` runs
+        handler = fast_decision_handler(app, envoy_http.handle)  # what `serve` runs when a check is not inline
         report(
             "SAS, cache hit: Envoy HTTP handler (adapter + decide + answer)",
             _best(args.repeats, n(20_000), _async_loop(lambda _i: handler(mocked))),
+        )
+        report(
+            "SAS, cache hit: inline answer (parse + adapter + decide + bytes)",
+            _best(
+                args.repeats,
+                n(20_000),
+                _inline_loop(service, envoy_http_bytes("ServiceBusAuthorization", fx.sas_token())),
+            ),
         )
         if wired:
             bearer = envoy_request("authorization", f"Bearer {token}")
