@@ -35,11 +35,13 @@ _GATEWAYS: dict[str, tuple[str, str | None]] = {
     "envoy-none": ("envoy-http-noauth", None),
     "envoy-floor": ("envoy-http", "floor-http"),
     "envoy-bare": ("envoy-http", "floor-http-bare"),
+    "envoy-floor-headers": ("envoy-http", "floor-http-headers"),
     "envoy-authz": ("envoy-http", "authz"),
     "envoy-authz-small": ("envoy-http", "authz-small"),
     "envoy-jwt-authn": ("envoy-jwt-authn", None),
     "nginx-none": ("nginx-noauth", None),
     "nginx-floor": ("nginx", "floor-http"),
+    "nginx-floor-headers": ("nginx", "floor-http-headers"),
     "nginx-authz": ("nginx", "authz"),
     "envoy-grpc-floor": ("envoy-grpc", "floor-grpc"),
     "envoy-grpc-authz": ("envoy-grpc", "authz-grpc"),
@@ -145,8 +147,9 @@ class Stack:
 
     def _start_authorizer(self, name: str) -> None:
         if name.startswith("floor-"):
-            kind = name.removeprefix("floor-").removesuffix("-bare")
-            flags = ["--uvloop", "--lowlevel"] if name.endswith("-bare") else []
+            kind = name.split("-")[1]  # floor-http, floor-http-bare, floor-http-headers, floor-grpc
+            variant = {"bare": ["--uvloop", "--lowlevel"], "headers": ["--answer-headers"]}
+            flags = variant.get(name.split("-")[-1], [])
 
             def attempt(n: int) -> tuple[_procs.ManagedProcess, int]:
                 port = _procs.free_port()

@@ -81,6 +81,14 @@ ROWS: tuple[Row, ...] = (
         "envoy-floor",
     ),
     Row(
+        "envoy-floor-headers",
+        "Envoy + the floor answering gateway-authz's allow headers",
+        "envoy-floor-headers",
+        "floor-http-headers",
+        "none",
+        "envoy-floor",
+    ),
+    Row(
         "envoy-sas-hit",
         "Envoy + gateway-authz, SAS, cache hit",
         "envoy-authz",
@@ -119,6 +127,14 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("nginx-none", "NGINX, no auth_request", "nginx-none", None, "none"),
     Row("nginx-floor", "NGINX + do-nothing aiohttp auth_request (floor)", "nginx-floor", "floor-http", "none"),
+    Row(
+        "nginx-floor-headers",
+        "NGINX + the floor answering gateway-authz's allow headers",
+        "nginx-floor-headers",
+        "floor-http-headers",
+        "none",
+        "nginx-floor",
+    ),
     Row(
         "nginx-sas-hit",
         "NGINX + gateway-authz, SAS, cache hit",

@@ -3,7 +3,9 @@
 ``--kind http``: an aiohttp routed ``web.Application`` (one catch-all route, default asyncio loop, one process)
 answering 200 with no body to anything, so it serves both Envoy's ``/ext_authz/...`` and NGINX's ``/auth``.
 With ``--uvloop --lowlevel`` the same handler runs on uvloop under aiohttp's low-level ``web.Server``: not a
-floor but a reference, the most any aiohttp handler can reach (the benchmark's ``*-bare`` rows).
+floor but a reference, the most any aiohttp handler can reach (the benchmark's ``*-bare`` rows). With
+``--answer-headers`` the floor's 200 carries the headers of gateway-authz's SAS allow (``x-authz-*`` and
+``x-envoy-auth-headers-to-remove``): what the gateway does with them, which the floor itself never asks of it.
 ``--kind grpc``: a grpc.aio ``envoy.service.auth.v3.Authorization/Check`` answering ``OK`` to every call.
 
 They decide nothing; what they cost is the price of the framework and the round trip alone. Run as scripts::
@@ -17,12 +19,22 @@ import argparse
 import asyncio
 from typing import Any
 
+# The headers of the benchmark's SAS allow (key orders-send, Send on the orders entity), as gateway-authz sends them.
+ANSWER_HEADERS = {
+    "x-authz-auth": "sas",
+    "x-authz-principal": "orders-send",
+    "x-authz-right": "Send",
+    "x-envoy-auth-headers-to-remove": "servicebusauthorization",
+}
 
-def _serve_http(host: str, port: int, *, lowlevel: bool) -> None:
+
+def _serve_http(host: str, port: int, *, lowlevel: bool, answer_headers: bool) -> None:
     from aiohttp import web
 
+    headers = ANSWER_HEADERS if answer_headers else None
+
     async def allow(_request: web.BaseRequest) -> web.Response:
-        return web.Response()
+        return web.Response(headers=headers)
 
     if lowlevel:  # aiohttp's low-level server: no application, no router
         asyncio.run(_serve_lowlevel(host, port, allow))
@@ -66,13 +78,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--uvloop", action="store_true", help="on uvloop instead of the default asyncio loop")
     parser.add_argument("--lowlevel", action="store_true", help="http: aiohttp's low-level web.Server, no router")
+    parser.add_argument("--answer-headers", action="store_true", help="http: allow with gateway-authz's headers")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
 
         uvloop.install()
     if args.kind == "http":
-        _serve_http(args.host, args.port, lowlevel=args.lowlevel)
+        _serve_http(args.host, args.port, lowlevel=args.lowlevel, answer_headers=args.answer_headers)
     else:
         asyncio.run(_serve_grpc(args.host, args.port))
 
