@@ -150,6 +150,12 @@ def _inline_loop(service: Any, request: bytes) -> Callable[[int], float]:
         def get_extra_info(self, name: str, default: Any = None) -> Any:
             return default
 
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
     async def not_inline(_request: web.BaseRequest) -> web.StreamResponse:
         raise AssertionError("the benchmark's check was not answered inline")
 
