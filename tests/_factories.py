@@ -394,6 +394,15 @@ def harness(settings: Settings | None = None, *, clock: FakeClock | None = None)
     return Harness(app=app, clock=clock, loader=loader, audit=audit, ops=ops)
 
 
+def audit_without_timing(lines: list[bytes]) -> list[dict[str, Any]]:
+    """Audit lines parsed, without the two fields that differ between two runs of the same decision."""
+    events = [json.loads(line) for line in lines]
+    for event in events:
+        event.pop("timestamp")
+        event.pop("latency_ms")
+    return events
+
+
 def assert_decision(decision: Decision, status: int, reason: str) -> None:
     """Status and reason code together, with a readable failure."""
     assert (decision.status, decision.reason) == (status, reason), decision

@@ -10,7 +10,6 @@ check must not.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -20,7 +19,16 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from _factories import HOST, ORDERS_LISTEN, ORDERS_LISTEN_KEY, Harness, harness, mint, replace_field
+from _factories import (
+    HOST,
+    ORDERS_LISTEN,
+    ORDERS_LISTEN_KEY,
+    Harness,
+    audit_without_timing,
+    harness,
+    mint,
+    replace_field,
+)
 from aiohttp import web
 
 from gateway_authz.listener import DecisionRunner, _InlineServer, answers_inline
@@ -188,14 +196,6 @@ def _comparable(answer: bytes) -> bytes:
     return _DATE.sub(b"\r\nDate: -\r\n", answer)
 
 
-def _audit_fields(lines: list[bytes]) -> list[dict[str, Any]]:
-    events = [json.loads(line) for line in lines]
-    for event in events:
-        event.pop("timestamp")
-        event.pop("latency_ms")
-    return events
-
-
 def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
@@ -221,7 +221,7 @@ async def test_a_check_is_answered_inline_as_the_routed_application_answers_it(r
         expected = await plain.ask(request_)
     assert listener.handled == handled
     assert _comparable(answer) == _comparable(expected)
-    assert _audit_fields(listener.harness.audit) == _audit_fields(routed.harness.audit)
+    assert audit_without_timing(listener.harness.audit) == audit_without_timing(routed.harness.audit)
 
 
 @pytest.mark.parametrize("request_", NOT_INLINE.values(), ids=NOT_INLINE.keys())
@@ -241,7 +241,7 @@ async def test_what_is_not_a_plain_check_goes_to_aiohttp_and_is_answered_the_sam
         expected = await plain.ask(request_, head_only=head_only)
     assert len(listener.handled) == handled + 1
     assert _comparable(answer) == _comparable(expected)
-    assert _audit_fields(listener.harness.audit) == _audit_fields(routed.harness.audit)
+    assert audit_without_timing(listener.harness.audit) == audit_without_timing(routed.harness.audit)
 
 
 async def test_answers_keep_the_order_of_pipelined_requests_whoever_answers_them() -> None:
