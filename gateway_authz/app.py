@@ -93,7 +93,8 @@ def create_app(
 
 
 def fast_decision_handler(app: web.Application, fallback: Handler) -> Handler:
-    """The decision listener's request handler without the router, for ``serve``.
+    """The decision listener's request handler without the router, for ``serve`` (see :mod:`.listener`, which
+    answers most checks before they reach any handler; this one takes the rest).
 
     The profile of the service under load shows aiohttp's URL dispatch and per-request application plumbing
     beside the decision itself; three fixed routes need neither. This handler picks the adapter from the path
