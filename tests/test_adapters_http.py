@@ -22,10 +22,10 @@ from _factories import (
     SEND_ONLY,
     SEND_ONLY_KEY,
     Harness,
+    forge,
     harness,
     make_settings,
     mint,
-    replace_field,
     secret_forms,
 )
 from aiohttp.test_utils import TestClient
@@ -38,7 +38,7 @@ from gateway_authz.reload import Runtime
 from gateway_authz.service import DecisionService
 
 TOKEN = mint("/orders")
-FORGED = replace_field(TOKEN, "sig", quote("A" * 43 + "=", safe=""))
+FORGED = forge(TOKEN)
 LISTEN_TOKEN = mint("/orders", ORDERS_LISTEN, ORDERS_LISTEN_KEY)
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 

@@ -19,10 +19,10 @@ from _factories import (
     SEND_ONLY,
     SEND_ONLY_KEY,
     assert_decision,
+    forge,
     harness,
     make_request,
     mint,
-    replace_field,
 )
 
 from gateway_authz.credentials import MAX_CREDENTIAL_LENGTH, QueryFacts, find_credential, parse_query
@@ -31,7 +31,7 @@ from gateway_authz.model import AuthzRequest, Right, headers_from_pairs
 
 TOKEN = mint("/orders")
 OTHER_TOKEN = mint("/orders", SEND_ONLY, SEND_ONLY_KEY)  # valid too, for another principal
-FORGED = replace_field(TOKEN, "sig", quote("A" * 43 + "=", safe=""))  # well-formed, wrong signature
+FORGED = forge(TOKEN)  # well-formed, wrong signature
 JWT_SHAPED = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
 SBA = ("servicebusauthorization",)
 QUERY = ("sb-hc-token",)

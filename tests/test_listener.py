@@ -25,9 +25,9 @@ from _factories import (
     ORDERS_LISTEN_KEY,
     Harness,
     audit_without_timing,
+    forge,
     harness,
     mint,
-    replace_field,
 )
 from aiohttp import web
 
@@ -35,7 +35,7 @@ from gateway_authz.listener import DecisionRunner, _InlineServer, answers_inline
 from gateway_authz.model import AuthzRequest, Decision, Right
 
 TOKEN = mint("/orders")
-FORGED = replace_field(TOKEN, "sig", quote("A" * 43 + "=", safe=""))
+FORGED = forge(TOKEN)
 LISTEN_TOKEN = mint("/orders", ORDERS_LISTEN, ORDERS_LISTEN_KEY)
 _DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
 _BOUND = 5.0  # seconds: the longest any single wait in these tests may take

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from _factories import (
@@ -24,11 +23,11 @@ from _factories import (
     ROOT_SECONDARY,
     assert_decision,
     contoso,
+    forge,
     harness,
     make_request,
     make_settings,
     mint,
-    replace_field,
 )
 
 from gateway_authz.audit import AuditLog
@@ -41,7 +40,7 @@ from gateway_authz.service import DecisionService
 from gateway_authz.settings import AuthorizationRule
 
 TOKEN = mint("/orders")
-FORGED = replace_field(TOKEN, "sig", quote("A" * 43 + "=", safe=""))
+FORGED = forge(TOKEN)
 
 
 class BrokenSource:
