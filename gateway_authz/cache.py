@@ -50,7 +50,8 @@ class _Entries(LRUCache[bytes, Decision]):
 class DecisionCache:
     """An LRU cache of decisions keyed by digest, each entry with its own expiry; ``ttl <= 0`` disables it.
 
-    An entry is good while ``clock() < min(stored + ttl, the decision's expires_at)``, exactly the time-to-use
+    An entry is good while ``clock() < min(stored + ttl, expires_at)``, where ``expires_at`` is the end of the
+    credential's validity given with the decision to :meth:`put`; exactly the time-to-use
     rule of a ``TLRUCache``; the decision is kept in a plain ``LRUCache`` with its expiry beside it and checked on
     lookup, which costs a fraction of the TLRU's expiry heap on every get and put. An expired entry is dropped
     when it is looked up or when it is the least recently used; either way at most ``maxsize`` are held.
@@ -130,10 +131,11 @@ class DecisionCache:
         del self._cache.expires[key]
         return None
 
-    def put(self, key: bytes, decision: Decision) -> None:
+    def put(self, key: bytes, decision: Decision, expires_at: float | None = None) -> None:
+        """Keep ``decision`` under ``key`` for ``decisionTtlSeconds``, and never at or past ``expires_at``."""
         if self._ttl > 0:
             now = self._clock()
-            expires = min(now + self._ttl, decision.expires_at if decision.expires_at is not None else math.inf)
+            expires = min(now + self._ttl, math.inf if expires_at is None else expires_at)
             if now < expires:  # an entry that could never be used is not stored (as a TLRUCache skips it)
                 self._cache[key] = decision  # may evict (popitem) first, so the expiry goes in after
                 self._cache.expires[key] = expires

@@ -79,7 +79,8 @@ class EntraAuthorizer:
 
     async def authorize(
         self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
-    ) -> Decision:
+    ) -> tuple[Decision, float]:
+        """The decision on ``token`` (a 403 too: it is as stable as an allow) and when it stops holding: ``exp``."""
         verified = await self.keys.verify(token, now=now)
         namespace, entity = resolved.namespace, resolved.entity
         scope = _arm_scope(resolved)
@@ -103,7 +104,7 @@ class EntraAuthorizer:
         else:
             denial = None
         if denial is not None or grant is None:
-            return Decision.deny(
+            deny = Decision.deny(
                 denial or NotPermitted("no_role_assignment"),
                 auth="jwt",
                 principal=verified.oid,
@@ -111,17 +112,17 @@ class EntraAuthorizer:
                 namespace=namespace.name,
                 entity=entity_name,
                 audit=audit | {"scope": scope},
-                expires_at=verified.expires_at,
             )
-        return Decision.allow(
+            return deny, verified.expires_at
+        allow = Decision.allow(
             auth="jwt",
             principal=verified.oid,
             right=rights[0],
             namespace=namespace.name,
             entity=entity_name,
             audit=audit | {"role": grant.role_name, "scope": grant.scope, "via": grant.via},
-            expires_at=verified.expires_at,
         )
+        return allow, verified.expires_at
 
     async def explain(
         self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float

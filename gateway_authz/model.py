@@ -100,8 +100,10 @@ class Decision:
 
     ``strip_headers`` and ``strip_query`` name the credential carriers a gateway must remove before the request
     reaches the upstream; ``audit`` holds the extra audit fields (``key_name``, ``key_slot``, ``issuer``,
-    ``tenant``, ``role``, ``scope``…); ``expires_at`` (wall-clock seconds) bounds how long a cached copy may be
-    reused; ``dry_run`` marks a deny that is being answered as an allow.
+    ``tenant``, ``role``, ``scope``…); ``dry_run`` marks a deny that is being answered as an allow.
+
+    How long a decision may be reused is not part of it (the cache holds each entry's expiry beside it), so that
+    one decision can answer every token that is decided alike: fresh tokens of one rule differ only in ``se``.
     """
 
     allowed: bool
@@ -115,7 +117,6 @@ class Decision:
     strip_headers: tuple[str, ...] = ()
     strip_query: tuple[str, ...] = ()
     audit: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    expires_at: float | None = None
     dry_run: bool = False
     detail: str = ""
 
@@ -131,7 +132,6 @@ class Decision:
         strip_headers: tuple[str, ...] = (),
         strip_query: tuple[str, ...] = (),
         audit: Mapping[str, str] | None = None,
-        expires_at: float | None = None,
         reason: str = "allowed",
     ) -> Decision:
         """The one way to make an allowing decision."""
@@ -147,7 +147,6 @@ class Decision:
             strip_headers=strip_headers,
             strip_query=strip_query,
             audit=_audit_fields(audit),
-            expires_at=expires_at,
         )
 
     @classmethod
@@ -161,7 +160,6 @@ class Decision:
         namespace: str = "",
         entity: str = "",
         audit: Mapping[str, str] | None = None,
-        expires_at: float | None = None,
     ) -> Decision:
         """A denying decision whose status and reason come from ``error``."""
         return cls(
@@ -174,6 +172,5 @@ class Decision:
             namespace=namespace,
             entity=entity,
             audit=_audit_fields(audit),
-            expires_at=expires_at,
             detail=error.detail,
         )

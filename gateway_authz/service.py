@@ -27,6 +27,7 @@ __all__ = ["DecisionService", "JwtAuthorizer", "RuntimeSource"]
 Clock = Callable[[], float]
 
 _COUNTED_DECISIONS = 1024  # decisions whose counter is found by identity; cleared whole when full
+_SAS_ALLOWS = 1024  # distinct SAS allows kept to answer again (see _verify_sas); cleared whole when full
 
 
 class RuntimeSource(Protocol):
@@ -37,11 +38,14 @@ class RuntimeSource(Protocol):
 
 
 class JwtAuthorizer(Protocol):
-    """Verifies a bearer JWT and evaluates role assignments; raises from the :mod:`errors` tree."""
+    """Verifies a bearer JWT and evaluates role assignments; raises from the :mod:`errors` tree.
+
+    Returns the decision and the time it stops holding: the token's ``exp``, past which no cached copy is used.
+    """
 
     async def authorize(
         self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
-    ) -> Decision: ...
+    ) -> tuple[Decision, float]: ...
 
 
 class _Context:
@@ -82,6 +86,7 @@ class DecisionService:
         self._cache_hit = metrics.cache.labels("hit")
         self._cache_miss = metrics.cache.labels("miss")
         self._counters: IdentityMemo[Any] = IdentityMemo(_COUNTED_DECISIONS)  # by (gateway, id(decision))
+        self._sas_allows: dict[tuple[Any, ...], tuple[Decision, Any]] = {}  # content -> (decision, key-slot counter)
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
@@ -196,8 +201,8 @@ class DecisionService:
             return _PendingJwt(request.gateway, runtime, found, resolved, rights, key, request_key)
         else:
             self._cache_miss.inc()
-            cached = self._verify_sas(found, runtime, resolved, rights, context)
-            runtime.cache.put(key, cached)
+            cached, expires_at = self._verify_sas(found, runtime, resolved, rights, context)
+            runtime.cache.put(key, cached, expires_at)
         if request_key is not None:
             runtime.cache.remember(request_key, key)
         return cached
@@ -209,9 +214,11 @@ class DecisionService:
             if self._jwt is None:
                 raise InvalidCredential("unknown_issuer", "no JWT issuer is configured")
             found = pending.found
-            decision = await self._jwt.authorize(found.value, runtime, pending.resolved, pending.rights, self._clock())
+            decision, expires_at = await self._jwt.authorize(
+                found.value, runtime, pending.resolved, pending.rights, self._clock()
+            )
             decision = dataclasses.replace(decision, strip_headers=found.strip_headers, strip_query=found.strip_query)
-            runtime.cache.put(pending.key, decision)
+            runtime.cache.put(pending.key, decision, expires_at)
             if pending.request_key is not None:
                 runtime.cache.remember(pending.request_key, pending.key)
             return decision
@@ -225,27 +232,39 @@ class DecisionService:
         resolved: ResolvedResource,
         rights: tuple[Right, ...],
         context: _Context,
-    ) -> Decision:
+    ) -> tuple[Decision, float]:
+        """The decision on a SAS token and the time it stops holding (its ``se``); raises what is not cached."""
         token = parse_sas(found.value)
         context.principal = token.key_name
         try:
             verified = runtime.policy.authorize_sas(token, resolved, rights, now=self._clock())
         except AuthzError as error:
             if error.status == 403:  # a verified token's 403 is as stable as an allow: cache it, to its expiry
-                return _deny(error, context, expires_at=float(token.expiry))
+                return _deny(error, context), float(token.expiry)
             raise
-        self._key_slots(resolved.namespace.name, token.key_name, verified.key_slot).inc()
-        return Decision.allow(
-            auth="sas",
-            principal=token.key_name,
-            right=rights[0],
-            namespace=resolved.namespace.name,
-            entity=resolved.entity.name if resolved.entity else "",
-            strip_headers=found.strip_headers,
-            strip_query=found.strip_query,
-            audit={"key_name": token.key_name, "key_slot": verified.key_slot},
-            expires_at=float(token.expiry),
-        )
+        # Every fresh token of one rule for one entity and right is allowed alike, so one decision object answers
+        # them all: its audit line head, counter and answer bytes are then found by identity, not made again.
+        namespace, entity = resolved.namespace.name, resolved.entity.name if resolved.entity else ""
+        slot = verified.key_slot
+        content = (token.key_name, slot, rights[0], namespace, entity, found.strip_headers, found.strip_query)
+        known = self._sas_allows.get(content)
+        if known is None:
+            if len(self._sas_allows) >= _SAS_ALLOWS:
+                self._sas_allows.clear()
+            allow = Decision.allow(
+                auth="sas",
+                principal=token.key_name,
+                right=rights[0],
+                namespace=namespace,
+                entity=entity,
+                strip_headers=found.strip_headers,
+                strip_query=found.strip_query,
+                audit={"key_name": token.key_name, "key_slot": slot},
+            )
+            known = self._sas_allows[content] = (allow, self._key_slots(namespace, token.key_name, slot))
+        decision, key_slot_uses = known
+        key_slot_uses.inc()
+        return decision, float(token.expiry)
 
 
 class _PendingJwt(NamedTuple):
@@ -260,7 +279,7 @@ class _PendingJwt(NamedTuple):
     request_key: bytes | None
 
 
-def _deny(error: AuthzError, context: _Context, *, expires_at: float | None = None) -> Decision:
+def _deny(error: AuthzError, context: _Context) -> Decision:
     audit = {"key_name": context.principal} if context.auth == "sas" and context.principal else None
     return Decision.deny(
         error,
@@ -270,7 +289,6 @@ def _deny(error: AuthzError, context: _Context, *, expires_at: float | None = No
         namespace=context.namespace,
         entity=context.entity,
         audit=audit,
-        expires_at=expires_at,
     )
 
 

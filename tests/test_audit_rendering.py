@@ -27,7 +27,6 @@ DECISIONS = {
         entity="orders",
         strip_headers=("servicebusauthorization",),
         audit={"key_name": "orders-send", "key_slot": "primary"},
-        expires_at=2e9,
     ),
     "jwt-allow": Decision.allow(
         auth="jwt",

@@ -249,10 +249,7 @@ async def test_config_change_drops_the_cache_and_a_retired_key_fails_at_once() -
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _allow(expires_at: float | None) -> Decision:
-    return Decision.allow(
-        auth="sas", principal=ROOT, right=Right.SEND, namespace="contoso", entity="", expires_at=expires_at
-    )
+ALLOW = Decision.allow(auth="sas", principal=ROOT, right=Right.SEND, namespace="contoso", entity="")
 
 
 def test_key_is_a_digest_never_the_token() -> None:
@@ -281,12 +278,12 @@ def test_key_never_confuses_different_tuples(left: tuple[str, ...], right: tuple
     assert DecisionCache.key(*left) != DecisionCache.key(*right)
 
 
-def test_entry_expires_at_the_earlier_of_ttl_and_decision_expiry() -> None:
+def test_entry_expires_at_the_earlier_of_ttl_and_its_expiry() -> None:
     """An entry lives until min(now + ttl, expires_at); timer() >= expiry means gone."""
     clock = FakeClock()
     cache = DecisionCache(maxsize=10, ttl=60, clock=clock)
-    cache.put(b"short", _allow(NOW + 10))
-    cache.put(b"long", _allow(None))
+    cache.put(b"short", ALLOW, NOW + 10)
+    cache.put(b"long", ALLOW)
     clock.advance(9.999)
     assert cache.get(b"short") is not None
     clock.advance(0.001)
@@ -298,7 +295,7 @@ def test_entry_expires_at_the_earlier_of_ttl_and_decision_expiry() -> None:
 def test_a_decision_already_expired_is_not_stored() -> None:
     """A decision whose expiry has passed is never served from the cache."""
     cache = DecisionCache(maxsize=10, ttl=60, clock=FakeClock())
-    cache.put(b"k", _allow(NOW - 1))
+    cache.put(b"k", ALLOW, NOW - 1)
     assert cache.get(b"k") is None
 
 
@@ -306,8 +303,8 @@ def test_deny_decisions_can_be_cached_with_their_expiry() -> None:
     """The cache stores whatever decision it is given, with its expiry cap (the service decides what to cache)."""
     clock = FakeClock()
     cache = DecisionCache(maxsize=1, ttl=60, clock=clock)
-    deny = Decision.deny(NotPermitted("insufficient_rights"), expires_at=NOW + 5)
-    cache.put(b"k", deny)
+    deny = Decision.deny(NotPermitted("insufficient_rights"))
+    cache.put(b"k", deny, NOW + 5)
     assert cache.get(b"k") == deny
     clock.advance(5)
     assert cache.get(b"k") is None

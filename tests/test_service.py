@@ -8,6 +8,7 @@ seam (a broken configuration source, a fake JWT authorizer) is the point.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +22,7 @@ from _factories import (
     ROOT_PRIMARY,
     ROOT_RULE,
     ROOT_SECONDARY,
+    FakeClock,
     assert_decision,
     contoso,
     forge,
@@ -107,18 +109,19 @@ class _FakeJwt:
 
     async def authorize(
         self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
-    ) -> Decision:
+    ) -> tuple[Decision, float]:
         self.seen.append(token)
         if self.error is not None:
             raise self.error
-        return Decision.allow(
+        allow = Decision.allow(
             auth="jwt", principal="oid-1", right=rights[0], namespace=resolved.namespace.name, entity="orders"
         )
+        return allow, NOW + 60
 
 
 class _Holder:
-    def __init__(self) -> None:
-        self.runtime = Runtime.build(make_settings(), clock=lambda: NOW)
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.runtime = Runtime.build(make_settings(), clock=clock or FakeClock())
 
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
@@ -143,6 +146,21 @@ async def test_jwt_authorizer_failures_are_denies(error: Exception, status: int,
     service, audit, _ops = direct_service(_Holder(), jwt=_FakeJwt(error))
     assert_decision(await service.decide(make_request("/orders", sba=JWT)), status, reason)
     assert len(audit) == 1
+
+
+async def test_a_cached_jwt_decision_ends_at_the_expiry_the_authorizer_gave() -> None:
+    """The authorizer's expiry (the token's ``exp``) bounds the cached decision: at it, the token is verified again."""
+    clock = FakeClock()
+    jwt = _FakeJwt()  # its decisions hold until NOW + 60
+    service, _audit, _ops = direct_service(_Holder(clock), jwt=jwt)
+    request = make_request("/orders", authorization=f"Bearer {JWT}")
+    await service.decide(request)
+    clock.advance(59.9)
+    await service.decide(request)
+    assert jwt.seen == [JWT]
+    clock.advance(0.1)
+    await service.decide(request)
+    assert jwt.seen == [JWT, JWT]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -222,14 +240,73 @@ async def test_a_request_missing_method_target_or_host_is_403_malformed(request_
 # --------------------------------------------------------------------------------------------------------------
 
 
-async def test_allow_names_principal_right_namespace_entity_and_expiry() -> None:
-    """A SAS allow names the key, the right, the namespace and entity, and expires with the token."""
+async def test_allow_names_principal_right_namespace_and_entity() -> None:
+    """A SAS allow names the key, the right, the namespace and entity (its expiry is the cache's: test_cache)."""
     decision = await harness().decide(make_request("/orders/x", sba=TOKEN))
     assert_decision(decision, 200, "allowed")
     assert (decision.auth, decision.principal, decision.right) == ("sas", ROOT, Right.SEND)
     assert (decision.namespace, decision.entity) == ("contoso", "orders")
-    assert decision.expires_at == NOW + 3600
     assert dict(decision.audit) == {"key_name": ROOT, "key_slot": "primary"}
+
+
+def _key_slot_count(h: Any, key_name: str, slot: str) -> float:
+    prefix = f'gateway_authz_sas_key_slot_total{{key_name="{key_name}",namespace="contoso",slot="{slot}"}} '
+    lines = [line.decode() for line in h.service._metrics.render().splitlines()]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
+
+
+async def test_fresh_tokens_of_one_rule_share_one_allow_and_each_is_audited_and_counted() -> None:
+    """Tokens that differ only in ``se`` are allowed by one decision object; each still has its line and count."""
+    h = harness()
+    first = await h.decide(make_request("/orders/x", sba=mint("/orders", ttl=600), request_id="a"))
+    second = await h.decide(make_request("/orders/x", sba=mint("/orders", ttl=900), request_id="b"))
+    assert_decision(first, 200, "allowed")
+    assert second is first
+    assert [json.loads(line)["request_id"] for line in h.audit] == ["a", "b"]
+    assert _key_slot_count(h, ROOT, "primary") == 2
+
+
+# Requests each allowed by a token of its own, and what its allow must say: principal, right, entity, headers and
+# query parameters to strip, key slot. No two may share a decision: each differs from the first in one of those.
+_SBA, _QUERY = ("servicebusauthorization",), ("sb-hc-token",)
+_ALLOWED_DIFFERENTLY = {
+    "primary key": (make_request("/orders/x", sba=TOKEN), (ROOT, Right.SEND, "orders", _SBA, (), "primary")),
+    "secondary key": (
+        make_request("/orders/x", sba=mint("/orders", key=ROOT_SECONDARY)),
+        (ROOT, Right.SEND, "orders", _SBA, (), "secondary"),
+    ),
+    "another rule": (
+        make_request("/orders/x", sba=mint("/orders", ORDERS_LISTEN, ORDERS_LISTEN_KEY), action="listen"),
+        (ORDERS_LISTEN, Right.LISTEN, "orders", _SBA, (), "primary"),
+    ),
+    "another right": (
+        make_request("/orders/x", sba=TOKEN, action="listen"),
+        (ROOT, Right.LISTEN, "orders", _SBA, (), "primary"),
+    ),
+    "another entity": (make_request("/orders2", sba=mint("/")), (ROOT, Right.SEND, "orders2", _SBA, (), "primary")),
+    "Authorization": (
+        make_request("/orders/x", authorization=TOKEN),
+        (ROOT, Right.SEND, "orders", ("authorization",), (), "primary"),
+    ),
+    "query": (make_request("/orders/x", query_token=TOKEN), (ROOT, Right.SEND, "orders", (), _QUERY, "primary")),
+    "query and header": (
+        make_request("/orders/x", sba=TOKEN, query_token=TOKEN),
+        (ROOT, Right.SEND, "orders", _SBA, _QUERY, "primary"),
+    ),
+}
+
+
+async def test_an_allow_is_shared_only_by_tokens_allowed_alike() -> None:
+    """A shared allow never carries another token's key name, key slot, right, entity or carriers to strip."""
+    h = harness()
+    seen: dict[int, str] = {}
+    for name, (request, (principal, right, entity, headers, query, slot)) in _ALLOWED_DIFFERENTLY.items():
+        decision = await h.decide(request)
+        assert_decision(decision, 200, "allowed")
+        assert (decision.principal, decision.right, decision.entity) == (principal, right, entity), name
+        assert (decision.strip_headers, decision.strip_query) == (headers, query), name
+        assert dict(decision.audit) == {"key_name": principal, "key_slot": slot}, name
+        assert seen.setdefault(id(decision), name) == name, f"{name} shares the allow of {seen[id(decision)]}"
 
 
 async def test_deny_keeps_what_was_known_namespace_entity_right_principal() -> None:
