@@ -1,7 +1,7 @@
 """Instructions per request in the live servers, counted by valgrind: the benchmark figure noise cannot move.
 
-    python -m tests.perf.instructions                   # floor, reference and gateway-authz (SAS cache hit)
-    python -m tests.perf.instructions --seconds 8
+    python -m tests.perf.instructions                   # floor, reference, gateway-authz (SAS cache hit and miss)
+    python -m tests.perf.instructions --seconds 8 --rows floor,gateway-authz-miss
 
 Req/s on a shared 2-core machine swings by a third whenever anything else runs; instruction counts do not.
 Each authorizer of the benchmark (the floor and the reference of ``floors.py``, gateway-authz on the benchmark
@@ -11,6 +11,9 @@ instructions the whole process executed while the measured requests were served 
 That counts the user-space work of everything in the process (parsing, the event loop, the decision, the audit
 line, the answer), not kernel time or cache misses: a lower bound on the CPU a request costs, and a ratio to the
 floor that is repeatable to within a fraction of a percent. Needs valgrind and wrk (Debian packages).
+
+The miss row sends a token never seen before with every request: the warm-up and the measured run each cycle
+through a file of their own with more distinct tokens than either can send.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ ROWS = {
     "floor": "do-nothing aiohttp web.Application, asyncio loop (the floor)",
     "reference": "do-nothing aiohttp web.Server on uvloop (reference)",
     "gateway-authz": "gateway-authz, SAS, decision cache hit",
+    "gateway-authz-miss": "gateway-authz, SAS, unique tokens (miss)",
 }
+_UNIQUE_TOKENS = 40_000  # per file: more than wrk -c1 sends under valgrind in the warm-up or the measured run
 
 
 def _argv(row: str, port: int, config: Path) -> list[str]:
@@ -69,8 +74,11 @@ def _instructions(dump: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
-def measure(row: str, workdir: Path, config: Path, tokens: Path, seconds: int) -> tuple[int, int]:
-    """(requests, instructions) while ``row`` served ``seconds`` of wrk -c1 under callgrind."""
+def measure(row: str, workdir: Path, config: Path, tokens: tuple[Path, Path], seconds: int) -> tuple[int, int]:
+    """(requests, instructions) while ``row`` served ``seconds`` of wrk -c1 under callgrind.
+
+    ``tokens`` are the files of the warm-up and of the measured run (the same file for a repeated token).
+    """
     port = _procs.free_port()
     out = workdir / f"callgrind.{row}"
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *_argv(row, port, config)]
@@ -81,9 +89,9 @@ def measure(row: str, workdir: Path, config: Path, tokens: Path, seconds: int) -
             if not proc.running() or time.monotonic() > deadline:
                 raise RuntimeError(f"{row} did not start\n{proc.describe()}")
             time.sleep(0.5)
-        _wrk(port, tokens, 3)  # warm-up: imports, first-request work, caches filled
+        _wrk(port, tokens[0], 3)  # warm-up: imports, first-request work, caches filled
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True, timeout=60)
-        requests = _wrk(port, tokens, seconds)
+        requests = _wrk(port, tokens[1], seconds)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True, timeout=60)
         return requests, _instructions(Path(f"{out}.1"))
     finally:
@@ -93,7 +101,11 @@ def measure(row: str, workdir: Path, config: Path, tokens: Path, seconds: int) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=6, help="measured wrk run per row (default 6)")
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows; the floor always runs")
     args = parser.parse_args(argv)
+    rows = {"floor", *args.rows.split(",")}
+    if unknown := rows - set(ROWS):
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))}; known: {', '.join(ROWS)}")
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: this benchmark needs valgrind and wrk (apt-get install valgrind wrk)")
@@ -101,14 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         config = workdir / "authz.yaml"
         config.write_text(yaml.safe_dump(fx.config(), sort_keys=False))
-        tokens = workdir / "sas-fixed.txt"
-        tokens.write_text(fx.sas_token() + "\n")
+        fixed = workdir / "sas-fixed.txt"
+        fixed.write_text(fx.sas_token() + "\n")
+        unique = (workdir / "sas-unique-warm-up.txt", workdir / "sas-unique.txt")
+        for number, path in enumerate(unique):
+            start = int(time.time()) + 7200 + number * _UNIQUE_TOKENS
+            path.write_text("".join(f"{token}\n" for token in fx.unique_sas_tokens(_UNIQUE_TOKENS, start=start)))
         print(f"# {fx.machine()}; wrk -t1 -c1, {args.seconds} s per row, under valgrind --tool=callgrind")
         print("| row | requests | instructions/request | x floor |")
         print("|---|---:|---:|---:|")
         floor = None
-        for row, title in ROWS.items():
+        for row, title in ((row, title) for row, title in ROWS.items() if row in rows):
+            tokens = unique if row == "gateway-authz-miss" else (fixed, fixed)
             requests, instructions = measure(row, workdir, config, tokens, args.seconds)
+            if row == "gateway-authz-miss" and requests >= _UNIQUE_TOKENS:
+                raise RuntimeError(f"{requests} requests cycled through {_UNIQUE_TOKENS} tokens: not all misses")
             per_request = instructions / requests
             floor = floor or per_request
             print(f"| {title} | {requests:,} | {per_request:,.0f} | {per_request / floor:.2f} |", flush=True)
