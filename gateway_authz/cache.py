@@ -14,9 +14,8 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-
-from cachetools import LRUCache
 
 from .credentials import AUTHZ_HEADER, SBA_HEADER
 from .model import AuthzRequest, Decision
@@ -30,40 +29,30 @@ _SHA256 = hashlib.sha256()
 _SHA256_JOINED = hashlib.sha256(b"j")
 
 
-class _Entries(LRUCache[bytes, Decision]):
-    """An LRUCache of decisions with each entry's expiry beside it, in a plain map the garbage collector skips.
-
-    A ``(expires, decision)`` tuple per entry would be one more object per entry for every full collection to
-    walk (with a full cache of 100,000 decisions, that walk is what pauses the service).
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize)
-        self.expires: dict[bytes, float] = {}
-
-    def popitem(self) -> tuple[bytes, Decision]:  # what LRUCache evicts with: keep the expiries in step
-        key, decision = super().popitem()
-        self.expires.pop(key, None)
-        return key, decision
-
-
 class DecisionCache:
     """An LRU cache of decisions keyed by digest, each entry with its own expiry; ``ttl <= 0`` disables it.
 
     An entry is good while ``clock() < min(stored + ttl, expires_at)``, where ``expires_at`` is the end of the
-    credential's validity given with the decision to :meth:`put`; exactly the time-to-use
-    rule of a ``TLRUCache``; the decision is kept in a plain ``LRUCache`` with its expiry beside it and checked on
-    lookup, which costs a fraction of the TLRU's expiry heap on every get and put. An expired entry is dropped
-    when it is looked up or when it is the least recently used; either way at most ``maxsize`` are held.
+    credential's validity given with the decision to :meth:`put`: the time-to-use rule of a ``TLRUCache``,
+    checked on lookup instead of kept in an expiry heap. An expired entry is dropped when it is looked up or when
+    it is the least recently used; either way at most ``maxsize`` are held.
+
+    The recency order is a C ``OrderedDict`` (``move_to_end`` on a hit, ``popitem(last=False)`` to evict), and the
+    expiries sit beside it in a plain map of floats that the garbage collector skips (a ``(decision, expiry)``
+    tuple per entry would be one more object per entry for every full collection to walk). A full cache evicts
+    on every miss under a flood of fresh tokens; ``cachetools.LRUCache`` did that and its lookups through five
+    Python-level methods, about twice the instructions of these two maps.
     """
 
-    __slots__ = ("_cache", "_clock", "_requests", "_ttl")
+    __slots__ = ("_clock", "_decisions", "_expires", "_maxsize", "_requests", "_ttl")
 
     def __init__(self, *, maxsize: int, ttl: float, clock: Callable[[], float] = time.time) -> None:
         self._ttl = ttl
         self._clock = clock
+        self._maxsize = max(1, maxsize)
         self._requests: dict[bytes, bytes] = {}
-        self._cache = _Entries(max(1, maxsize))
+        self._decisions: OrderedDict[bytes, Decision] = OrderedDict()  # least recently used first
+        self._expires: dict[bytes, float] = {}
 
     @staticmethod
     def key(*parts: str) -> bytes:
@@ -122,13 +111,14 @@ class DecisionCache:
     def get(self, key: bytes) -> Decision | None:
         if self._ttl <= 0:
             return None
-        decision = self._cache.get(key)
+        decision = self._decisions.get(key)
         if decision is None:
             return None
-        if self._clock() < self._cache.expires[key]:
+        if self._clock() < self._expires[key]:
+            self._decisions.move_to_end(key)
             return decision
-        del self._cache[key]
-        del self._cache.expires[key]
+        del self._decisions[key]
+        del self._expires[key]
         return None
 
     def put(self, key: bytes, decision: Decision, expires_at: float | None = None) -> None:
@@ -137,8 +127,14 @@ class DecisionCache:
             now = self._clock()
             expires = min(now + self._ttl, math.inf if expires_at is None else expires_at)
             if now < expires:  # an entry that could never be used is not stored (as a TLRUCache skips it)
-                self._cache[key] = decision  # may evict (popitem) first, so the expiry goes in after
-                self._cache.expires[key] = expires
+                decisions = self._decisions
+                if key in decisions:
+                    decisions.move_to_end(key)
+                elif len(decisions) >= self._maxsize:
+                    evicted, _ = decisions.popitem(last=False)
+                    del self._expires[evicted]
+                decisions[key] = decision
+                self._expires[key] = expires
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self._decisions)

@@ -292,6 +292,35 @@ def test_entry_expires_at_the_earlier_of_ttl_and_its_expiry() -> None:
     assert cache.get(b"long") is None
 
 
+def test_the_least_recently_used_entry_goes_first_and_a_lookup_makes_it_recent() -> None:
+    """A full cache evicts the entry used longest ago; a hit counts as a use."""
+    cache = DecisionCache(maxsize=2, ttl=60, clock=FakeClock())
+    cache.put(b"a", ALLOW)
+    cache.put(b"b", ALLOW)
+    assert cache.get(b"a") is ALLOW
+    cache.put(b"c", ALLOW)
+    assert (cache.get(b"a"), cache.get(b"b"), cache.get(b"c")) == (ALLOW, None, ALLOW)
+    assert len(cache) == 2
+
+
+def test_storing_a_key_again_replaces_its_entry_and_makes_it_recent() -> None:
+    """A second put of one key takes its new decision and expiry, and moves it to the recent end."""
+    clock = FakeClock()
+    cache = DecisionCache(maxsize=2, ttl=60, clock=clock)
+    deny = Decision.deny(NotPermitted("insufficient_rights"))
+    cache.put(b"a", ALLOW, NOW + 5)
+    cache.put(b"b", ALLOW)
+    cache.put(b"a", deny, NOW + 10)
+    cache.put(b"c", ALLOW)  # evicts b, used longer ago than a
+    assert (cache.get(b"a"), cache.get(b"b"), len(cache)) == (deny, None, 2)
+    clock.advance(9)
+    assert cache.get(b"a") is deny
+    clock.advance(1)
+    assert cache.get(b"a") is None
+    cache.put(b"b", ALLOW)  # room again: the evicted and the expired entries left nothing behind
+    assert (cache.get(b"b"), cache.get(b"c"), len(cache)) == (ALLOW, ALLOW, 2)
+
+
 def test_a_decision_already_expired_is_not_stored() -> None:
     """A decision whose expiry has passed is never served from the cache."""
     cache = DecisionCache(maxsize=10, ttl=60, clock=FakeClock())
