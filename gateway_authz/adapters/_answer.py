@@ -9,7 +9,7 @@ from multidict import CIMultiDict
 
 from .._identity import IdentityMemo
 from ..model import Decision
-from ._prepared import PreparedAnswer, Wire, date_header
+from ._prepared import PreparedAnswer, Wire
 
 __all__ = ["WWW_AUTHENTICATE", "allow_headers", "answer_bytes", "deny_body", "http_response", "preparable"]
 
@@ -55,7 +55,7 @@ def answer_bytes(decision: Decision) -> bytes | None:
     """The whole answer to a :func:`preparable` request, as :class:`PreparedAnswer` writes it; ``None`` when a
     header holds a byte aiohttp refuses to write."""
     answer = _answer(decision)
-    return None if answer.head is None else answer.head + date_header() + answer.tail
+    return None if answer.head is None else answer.dated()
 
 
 def _build(decision: Decision) -> Wire:

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
-__all__ = ["PreparedAnswer", "Wire", "date_header"]
+__all__ = ["PreparedAnswer", "Wire"]
 
 # What aiohttp's header serializer refuses (a header injection): CR, LF and the other control characters but TAB.
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -53,6 +53,12 @@ class Wire:
         self.head = "".join(lines).encode("utf-8")
         self.tail = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode() + body
 
+    def dated(self) -> bytes:
+        """The whole answer as aiohttp would write it now: ``head``, the current second's ``Date``, ``tail``."""
+        if self.head is None:
+            raise ValueError("an answer with a header aiohttp refuses to write has no bytes of its own")
+        return self.head + _date_header() + self.tail
+
 
 class PreparedAnswer(web.StreamResponse):
     """A response that writes its prepared bytes on ``prepare``: only for HTTP/1.1 keep-alive, not ``HEAD``."""
@@ -62,7 +68,6 @@ class PreparedAnswer(web.StreamResponse):
             raise ValueError("an answer with a header aiohttp refuses to write is never prepared")
         super().__init__(status=wire.status)
         self.wire = wire  # what it writes; its own ``headers`` stay empty (they are in the bytes)
-        self._head = wire.head
 
     async def prepare(self, request: web.BaseRequest) -> None:
         if self._eof_sent:
@@ -71,7 +76,7 @@ class PreparedAnswer(web.StreamResponse):
         self._keep_alive = True
         self._eof_sent = True  # what aiohttp's own write_eof() checks first: there is nothing left to send
         self._body_length = len(wire.body)
-        await request.writer.write_eof(self._head + date_header() + wire.tail)
+        await request.writer.write_eof(wire.dated())
 
 
 class _DateHeader:
@@ -91,4 +96,4 @@ class _DateHeader:
         return self._value
 
 
-date_header = _DateHeader()
+_date_header = _DateHeader()
