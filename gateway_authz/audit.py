@@ -22,7 +22,7 @@ from urllib.parse import unquote, unquote_plus
 import orjson
 import structlog
 
-from ._identity import IdentityMemo
+from ._memo import BoundedMemo, IdentityMemo
 from .model import AuthzRequest, Decision
 
 __all__ = ["AuditLog", "make_ops_logger", "redact_target"]
@@ -247,7 +247,7 @@ class AuditLog:
         self._processors = _processors()
         self._stamper: _IsoTimeStamper = self._processors[1]
         # a decision's content -> (head, tail) of its line, or (None, "") when it cannot take the shortcut
-        self._rendered: dict[tuple[Any, ...], tuple[str | None, str]] = {}
+        self._rendered: BoundedMemo[tuple[Any, ...], tuple[str | None, str]] = BoundedMemo(_RENDERED_DECISIONS)
         # the same with the request's fixed fields in the head, by (id(decision), method, host, target, gateway): a
         # cached decision answers again as the very same object, to the same request but for its id
         self._heads: IdentityMemo[tuple[str | None, str]] = IdentityMemo(_RENDERED_DECISIONS)
@@ -302,9 +302,7 @@ class AuditLog:
         except TypeError:  # an audit value that is not hashable: not a string either, so no shortcut
             return None, ""
         if parts is None:
-            if len(self._rendered) >= _RENDERED_DECISIONS:
-                self._rendered.clear()
-            parts = self._rendered[content] = _render_parts(decision)
+            parts = self._rendered.put(content, _render_parts(decision))
         return parts
 
     def _line(self, request: AuthzRequest, decision: Decision, path: str, latency_ms: float) -> None:

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ._memo import BoundedMemo
 from .credentials import AUTHZ_HEADER, SBA_HEADER
 from .model import AuthzRequest, Decision
 
@@ -50,7 +51,7 @@ class DecisionCache:
         self._ttl = ttl
         self._clock = clock
         self._maxsize = max(1, maxsize)
-        self._requests: dict[bytes, bytes] = {}
+        self._requests: BoundedMemo[bytes, bytes] = BoundedMemo(_MEMO_ENTRIES)
         self._decisions: OrderedDict[bytes, Decision] = OrderedDict()  # least recently used first
         self._expires: dict[bytes, float] = {}
 
@@ -104,9 +105,7 @@ class DecisionCache:
     def remember(self, request_key: bytes, key: bytes) -> None:
         """Note that the request with digest ``request_key`` is decided by the entry under ``key``."""
         if self._ttl > 0:
-            if len(self._requests) >= _MEMO_ENTRIES:
-                self._requests.clear()
-            self._requests[request_key] = key
+            self._requests.put(request_key, key)
 
     def get(self, key: bytes) -> Decision | None:
         if self._ttl <= 0:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
+from ._memo import BoundedMemo
 from .errors import AuthzError
 
 __all__ = [
@@ -74,8 +75,7 @@ class AuthzRequest(NamedTuple):
 
 # Read-only audit maps by content: a handful recur (a rule's key name and slot, an assignment's role and scope), and
 # a cached decision that shares one is one object fewer for the garbage collector to walk. Bounded, cleared when full.
-_AUDIT_MAPS: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
-_AUDIT_MAPS_MAX = 1024
+_AUDIT_MAPS: BoundedMemo[tuple[tuple[str, str], ...], Mapping[str, str]] = BoundedMemo(1024)
 
 
 def _audit_fields(audit: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -88,9 +88,7 @@ def _audit_fields(audit: Mapping[str, str] | None) -> Mapping[str, str]:
     except TypeError:  # a value that cannot be hashed: a map of its own
         return MappingProxyType(dict(items))
     if shared is None:
-        if len(_AUDIT_MAPS) >= _AUDIT_MAPS_MAX:
-            _AUDIT_MAPS.clear()
-        shared = _AUDIT_MAPS[items] = MappingProxyType(dict(items))
+        shared = _AUDIT_MAPS.put(items, MappingProxyType(dict(items)))
     return shared
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ._memo import BoundedMemo
 from .credentials import QueryFacts
 from .errors import CannotVerify, InvalidCredential, NotPermitted
 from .model import AuthzRequest, Right
@@ -63,7 +64,7 @@ class CompiledPolicy:
             ns.name: tuple((canonical_segments(route.path), route.methods) for route in ns.management_routes)
             for ns in settings.namespaces
         }
-        self._sas_plans: dict[tuple[str, str, tuple[str, ...], str], _SasPlan] = {}
+        self._sas_plans: BoundedMemo[tuple[str, str, tuple[str, ...], str], _SasPlan] = BoundedMemo(_PLAN_ENTRIES)
 
     def required_rights(
         self, request: AuthzRequest, resolved: ResolvedResource, query: QueryFacts
@@ -109,9 +110,7 @@ class CompiledPolicy:
         if plan is None:
             plan = self._sas_plan(namespace, sr, token.key_name)
             if len(sr.host) + sum(map(len, sr.segments)) + len(token.key_name) <= _PLAN_MAX_CHARS:
-                if len(self._sas_plans) >= _PLAN_ENTRIES:
-                    self._sas_plans.clear()
-                self._sas_plans[plan_key] = plan
+                self._sas_plans.put(plan_key, plan)
         sas = self.settings.sas
         try:
             verified = verify_sas(

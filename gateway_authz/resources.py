@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
+from ._memo import BoundedMemo
 from .errors import InvalidCredential, NotPermitted
 from .settings import Entity, Namespace
 
@@ -176,7 +177,7 @@ class ResourceIndex:
         self._by_host: dict[str, Namespace] = {}
         self._entities: dict[tuple[str, tuple[str, ...]], Entity] = {}
         self._max_depth = 0
-        self._memo: dict[tuple[str, str], ResolvedResource] = {}
+        self._memo: BoundedMemo[tuple[str, str], ResolvedResource] = BoundedMemo(_MEMO_ENTRIES)
         for ns in namespaces:
             for host in ns.hosts:
                 self._by_host[host.lower()] = ns
@@ -206,9 +207,7 @@ class ResourceIndex:
         if resolved is None:
             resolved = self._resolve(host_header, path)
             if len(host_header) + len(path) <= _MEMO_MAX_CHARS:
-                if len(self._memo) >= _MEMO_ENTRIES:
-                    self._memo.clear()
-                self._memo[key] = resolved
+                self._memo.put(key, resolved)
         return resolved
 
     def _resolve(self, host_header: str, path: str) -> ResolvedResource:

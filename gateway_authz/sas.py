@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Literal, NamedTuple
 from urllib.parse import quote_plus, unquote_to_bytes, urlencode
 
+from ._memo import BoundedMemo
 from .errors import InvalidCredential
 from .model import Right
 from .resources import ResourcePath, parse_sr
@@ -49,8 +50,7 @@ _SDK_ORDER = re.compile(
 # Raw sr -> its canonical resource: fresh tokens for one resource all carry the same sr, and its percent-decoding and
 # canonicalisation are pure. The sr is not secret (the signature is never part of a key). Only successes are kept;
 # bounded in entries and in the length of what is kept, cleared whole when full.
-_SR_SEEN: dict[str, ResourcePath] = {}
-_SR_SEEN_ENTRIES = 1024
+_SR_SEEN: BoundedMemo[str, ResourcePath] = BoundedMemo(1024)
 _SR_SEEN_MAX_CHARS = 512
 
 KeySlot = Literal["primary", "secondary"]
@@ -126,9 +126,7 @@ def parse_sas(value: str) -> SasToken:
     if resource is None:
         resource = parse_sr(decoded_sr)
         if len(raw_sr) <= _SR_SEEN_MAX_CHARS:
-            if len(_SR_SEEN) >= _SR_SEEN_ENTRIES:
-                _SR_SEEN.clear()
-            _SR_SEEN[raw_sr] = resource
+            _SR_SEEN.put(raw_sr, resource)
     return SasToken(raw_sr, raw_se, resource, signature, expiry, key_name)  # by position: keywords cost more
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from ._identity import IdentityMemo
+from ._memo import BoundedMemo, IdentityMemo
 from .audit import AuditLog
 from .credentials import FoundCredential, find_credential, parse_query
 from .errors import AuthzError, CannotVerify, InvalidCredential, NotPermitted
@@ -86,7 +86,8 @@ class DecisionService:
         self._cache_hit = metrics.cache.labels("hit")
         self._cache_miss = metrics.cache.labels("miss")
         self._counters: IdentityMemo[Any] = IdentityMemo(_COUNTED_DECISIONS)  # by (gateway, id(decision))
-        self._sas_allows: dict[tuple[Any, ...], tuple[Decision, Any]] = {}  # content -> (decision, key-slot counter)
+        # a SAS allow's content -> (the allow, its key-slot counter)
+        self._sas_allows: BoundedMemo[tuple[Any, ...], tuple[Decision, Any]] = BoundedMemo(_SAS_ALLOWS)
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
@@ -249,8 +250,6 @@ class DecisionService:
         content = (token.key_name, slot, rights[0], namespace, entity, found.strip_headers, found.strip_query)
         known = self._sas_allows.get(content)
         if known is None:
-            if len(self._sas_allows) >= _SAS_ALLOWS:
-                self._sas_allows.clear()
             allow = Decision.allow(
                 auth="sas",
                 principal=token.key_name,
@@ -261,7 +260,7 @@ class DecisionService:
                 strip_query=found.strip_query,
                 audit={"key_name": token.key_name, "key_slot": slot},
             )
-            known = self._sas_allows[content] = (allow, self._key_slots(namespace, token.key_name, slot))
+            known = self._sas_allows.put(content, (allow, self._key_slots(namespace, token.key_name, slot)))
         decision, key_slot_uses = known
         key_slot_uses.inc()
         return decision, float(token.expiry)

@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion, HttpVersion11
 from multidict import CIMultiDict
 
-from .._identity import IdentityMemo
+from .._memo import BoundedMemo, IdentityMemo
 from ..model import Decision
 from ._prepared import PreparedAnswer, Wire
 
@@ -72,8 +72,8 @@ def _build(decision: Decision) -> Wire:
 
 # Answers by what they are made of: few distinct ones recur. A cached decision answers again as the very same
 # object, so it is first looked up by identity, then by content.
-_ANSWERS: dict[tuple[object, ...], Wire] = {}
 _ANSWERS_MAX = 1024
+_ANSWERS: BoundedMemo[tuple[object, ...], Wire] = BoundedMemo(_ANSWERS_MAX)
 _ANSWERS_BY_IDENTITY: IdentityMemo[Wire] = IdentityMemo(_ANSWERS_MAX)
 
 
@@ -92,7 +92,5 @@ def _answer(decision: Decision) -> Wire:
     )
     answer = _ANSWERS.get(key)
     if answer is None:
-        if len(_ANSWERS) >= _ANSWERS_MAX:
-            _ANSWERS.clear()
-        answer = _ANSWERS[key] = _build(decision)
+        answer = _ANSWERS.put(key, _build(decision))
     return _ANSWERS_BY_IDENTITY.put(decision, id(decision), answer)

@@ -36,6 +36,7 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
+from .._memo import BoundedMemo
 from ..errors import NotPermitted
 from ..model import AuthzRequest, Decision, Right, headers_from_pairs
 from ._answer import WWW_AUTHENTICATE, allow_headers, deny_body
@@ -201,17 +202,14 @@ def _header(name: str, value: str) -> Any:
 
 # OK answers by what they are made of; few distinct ones recur. A message is only ever serialised after it is
 # returned (grpc calls SerializeToString), never changed, so one object can answer many calls.
-_OK_RESPONSES: dict[tuple[object, ...], Any] = {}
-_OK_RESPONSES_MAX = 1024
+_OK_RESPONSES: BoundedMemo[tuple[object, ...], Any] = BoundedMemo(1024)
 
 
 def _ok_response(decision: Decision) -> Any:
     key = (decision.auth, decision.principal, decision.right, decision.strip_headers, decision.strip_query)
     response = _OK_RESPONSES.get(key)
     if response is None:
-        if len(_OK_RESPONSES) >= _OK_RESPONSES_MAX:
-            _OK_RESPONSES.clear()
-        response = _OK_RESPONSES[key] = _build_ok_response(decision)
+        response = _OK_RESPONSES.put(key, _build_ok_response(decision))
     return response
 
 

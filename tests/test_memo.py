@@ -1,8 +1,26 @@
-"""``IdentityMemo``: values found again only for the very object they were stored for, within a fixed bound."""
+"""``BoundedMemo``: a dict emptied whole when full; ``IdentityMemo``: values found again only for the very object
+they were stored for, within a fixed bound."""
 
 from __future__ import annotations
 
-from gateway_authz._identity import IdentityMemo
+from gateway_authz._memo import BoundedMemo, IdentityMemo
+
+
+def test_a_bounded_memo_holds_what_was_put_and_returns_it() -> None:
+    """``put`` stores and hands back the value; reading is the plain dict's."""
+    memo: BoundedMemo[str, int] = BoundedMemo(4)
+    assert memo.put("a", 1) == 1
+    assert memo.get("a") == 1 and "a" in memo and memo.get("b") is None
+
+
+def test_a_bounded_memo_starts_over_when_full() -> None:
+    """At most ``size`` entries: the put that would exceed it empties the memo first."""
+    memo: BoundedMemo[str, int] = BoundedMemo(2)
+    memo.put("a", 1)
+    memo.put("b", 2)
+    assert dict(memo) == {"a": 1, "b": 2}
+    memo.put("c", 3)
+    assert dict(memo) == {"c": 3}
 
 
 def test_the_same_object_finds_its_value() -> None:
