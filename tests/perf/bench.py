@@ -1,16 +1,19 @@
 """The benchmark: gateway-authz against the do-nothing floor, through real Envoy and NGINX, on loopback.
 
-    python -m tests.perf.bench                       # the full table (about 10 minutes)
+    python -m tests.perf.bench                       # the full table (about 15 minutes)
     python -m tests.perf.bench --duration 3 --rounds 1 --rows envoy-floor,envoy-sas-hit
 
 Starts everything on 127.0.0.1 (the echo upstream, the floors of ``floors.py``, gateway-authz, Envoy with the
 shipped ``k8s/`` configs, NGINX with the shipped ``nginx.conf``), drives each row with ``wrk`` and the Lua script
 ``wrk/bench.lua``, and prints one table: requests/s, p50 and p99 (wrk's own latency histogram), the CPU the
 authorizer spent per request, the decision-cache hit share seen in gateway-authz's metrics, and each
-gateway-authz row's ratio to its floor. Rows run in rounds, floor and gateway-authz side by side, the order
-reversed every other round so that slow drift of a shared machine falls on both; the table shows medians over the
-rounds and the per-round spread, and the ratios are medians of per-round ratios. Every process is stopped at the
-end, whatever happens. Not part of the test run (``tests/perf`` is outside pytest's collection).
+gateway-authz row's ratio to its floor. A row's floor is given the very requests of that row, credential
+header included (the floor ignores it; the gateway and the load generator still carry it), so that the
+authorizer is the one thing that differs; the ratio to the floor given no credential at all is shown beside.
+Rows run in rounds, floor and gateway-authz side by side, the order reversed every other round so that slow
+drift of a shared machine falls on both; the table shows medians over the rounds and the per-round spread, and
+the ratios are medians of per-round ratios. Every process is stopped at the end, whatever happens. Not part of
+the test run (``tests/perf`` is outside pytest's collection).
 """
 
 from __future__ import annotations
@@ -65,13 +68,29 @@ class Row:
     target: Target | None = None
     default: bool = True  # in the table unless --rows names rows
     beside: str | None = None  # another row this one is also compared with (req/s ratio), e.g. Envoy's jwt_authn
+    # The floor given requests with no credential at all (what the issue describes): its req/s ratio is reported
+    # beside the one to ``floor``, which is given the very requests of this row.
+    bare_floor: str | None = None
     direct: bool = False  # wrk straight at the authorizer's /ext_authz (no gateway): its own ceiling
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
 ROWS: tuple[Row, ...] = (
     Row("envoy-none", "Envoy, no ext_authz", "envoy-none", None, "none"),
-    Row("envoy-floor", "Envoy + do-nothing aiohttp ext_authz (floor)", "envoy-floor", "floor-http", "none"),
+    Row(
+        "envoy-floor",
+        "Envoy + do-nothing aiohttp ext_authz (floor), no credential",
+        "envoy-floor",
+        "floor-http",
+        "none",
+    ),
+    Row(
+        "envoy-floor-sas",
+        "Envoy + the floor, the SAS rows' requests (floor)",
+        "envoy-floor",
+        "floor-http",
+        "sas",
+    ),
     Row(
         "envoy-bare",
         "Envoy + do-nothing aiohttp web.Server on uvloop (reference)",
@@ -85,8 +104,8 @@ ROWS: tuple[Row, ...] = (
         "Envoy + the floor answering gateway-authz's allow headers",
         "envoy-floor-headers",
         "floor-http-headers",
-        "none",
-        "envoy-floor",
+        "sas",
+        "envoy-floor-sas",
     ),
     Row(
         "envoy-sas-hit",
@@ -94,8 +113,9 @@ ROWS: tuple[Row, ...] = (
         "envoy-authz",
         "authz",
         "sas",
-        "envoy-floor",
+        "envoy-floor-sas",
         Target(1.0, 1.2),
+        bare_floor="envoy-floor",
     ),
     Row(
         "envoy-sas-miss",
@@ -103,18 +123,27 @@ ROWS: tuple[Row, ...] = (
         "envoy-authz",
         "authz",
         "sas-unique",
-        "envoy-floor",
+        "envoy-floor-sas",
         Target(0.85),
+        bare_floor="envoy-floor",
     ),
     Row("envoy-jwt-authn", "Envoy jwt_authn filter, RS256 (no ext_authz)", "envoy-jwt-authn", None, "jwt"),
+    Row(
+        "envoy-floor-jwt",
+        "Envoy + the floor, the JWT rows' requests (floor)",
+        "envoy-floor",
+        "floor-http",
+        "jwt",
+    ),
     Row(
         "envoy-jwt-hit",
         "Envoy + gateway-authz, JWT RS256, cache hit",
         "envoy-authz",
         "authz",
         "jwt",
-        "envoy-floor",
+        "envoy-floor-jwt",
         Target(1.0),
+        bare_floor="envoy-floor",
     ),
     Row(
         "envoy-jwt-miss",
@@ -122,18 +151,26 @@ ROWS: tuple[Row, ...] = (
         "envoy-authz-small",
         "authz-small",
         "jwt-unique",
-        "envoy-floor",
+        "envoy-floor-jwt",
         beside="envoy-jwt-authn",
+        bare_floor="envoy-floor",
     ),
     Row("nginx-none", "NGINX, no auth_request", "nginx-none", None, "none"),
-    Row("nginx-floor", "NGINX + do-nothing aiohttp auth_request (floor)", "nginx-floor", "floor-http", "none"),
+    Row(
+        "nginx-floor",
+        "NGINX + do-nothing aiohttp auth_request (floor), no credential",
+        "nginx-floor",
+        "floor-http",
+        "none",
+    ),
+    Row("nginx-floor-sas", "NGINX + the floor, the SAS row's requests (floor)", "nginx-floor", "floor-http", "sas"),
     Row(
         "nginx-floor-headers",
         "NGINX + the floor answering gateway-authz's allow headers",
         "nginx-floor-headers",
         "floor-http-headers",
-        "none",
-        "nginx-floor",
+        "sas",
+        "nginx-floor-sas",
     ),
     Row(
         "nginx-sas-hit",
@@ -141,18 +178,33 @@ ROWS: tuple[Row, ...] = (
         "nginx-authz",
         "authz",
         "sas",
-        "nginx-floor",
+        "nginx-floor-sas",
         Target(1.0),
+        bare_floor="nginx-floor",
     ),
-    Row("grpc-floor", "Envoy + do-nothing grpc.aio ext_authz (floor)", "envoy-grpc-floor", "floor-grpc", "none"),
+    Row(
+        "grpc-floor",
+        "Envoy + do-nothing grpc.aio ext_authz (floor), no credential",
+        "envoy-grpc-floor",
+        "floor-grpc",
+        "none",
+    ),
+    Row(
+        "grpc-floor-sas",
+        "Envoy + grpc.aio floor, the SAS rows' requests (floor)",
+        "envoy-grpc-floor",
+        "floor-grpc",
+        "sas",
+    ),
     Row(
         "grpc-sas-hit",
         "Envoy gRPC + gateway-authz, SAS, cache hit",
         "envoy-grpc-authz",
         "authz-grpc",
         "sas",
-        "grpc-floor",
+        "grpc-floor-sas",
         Target(0.85),
+        bare_floor="grpc-floor",
     ),
     Row(
         "grpc-sas-miss",
@@ -160,7 +212,8 @@ ROWS: tuple[Row, ...] = (
         "envoy-grpc-authz",
         "authz-grpc",
         "sas-unique",
-        "grpc-floor",
+        "grpc-floor-sas",
+        bare_floor="grpc-floor",
     ),
     Row(
         "direct-floor",
@@ -182,7 +235,7 @@ ROWS: tuple[Row, ...] = (
         direct=True,
     ),
 )
-JWT_ROWS = frozenset({"envoy-jwt-authn", "envoy-jwt-hit", "envoy-jwt-miss"})
+JWT_ROWS = frozenset({"envoy-jwt-authn", "envoy-floor-jwt", "envoy-jwt-hit", "envoy-jwt-miss"})
 
 
 # --------------------------------------------------------------------------------------------------- wrk
@@ -337,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
         selected = [r for r in selected if r.key not in JWT_ROWS]
         if skipped:
             print(f"# JWT rows left out ({', '.join(skipped)}): JWT verification is not wired into the service yet")
-    floors = {r.floor for r in selected if r.floor} | {r.beside for r in selected if r.beside}
+    floors = {f for r in selected for f in (r.floor, r.beside, r.bare_floor) if f}
     missing = sorted(f for f in floors if f not in {r.key for r in selected})
     selected = [r for r in ROWS if r in selected or r.key in missing]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gateway-authz-bench-"))
@@ -396,13 +449,21 @@ def _median(values: list[float]) -> float:
 
 def render(rows: list[Row], args: argparse.Namespace) -> str:
     by_key = {r.key: r for r in rows}
+
+    def rps_ratio(row: Row, other_key: str | None) -> float | None:
+        other = by_key.get(other_key) if other_key else None
+        if other is None or not other.results:
+            return None
+        return _median([a["rps"] / b["rps"] for a, b in zip(row.results, other.results, strict=False)])
+
     lines = [
         f"wrk -t{args.threads} -c{args.connections}, {args.duration:g} s per row, {args.rounds} round(s), "
-        f"median of rounds (spread = min-max req/s); ratios are medians of per-round ratios to the floor",
+        f"median of rounds (spread = min-max req/s); ratios are medians of per-round ratios to the floor "
+        f"given the same requests",
         "",
         "| row | req/s | spread | p50 ms | p99 ms | authz CPU µs/req | cache hits | x floor req/s | x floor p99 "
-        "| target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| x floor without credential | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         rps = [r["rps"] for r in row.results]
@@ -412,28 +473,26 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
         hits = [r["cache"] for r in row.results if r.get("cache")]
         total = sum(c["hit"] + c["miss"] for c in hits)
         hit_share = f"{sum(c['hit'] for c in hits) / total:.0%}" if total else ""
-        ratio_rps = ratio_p99 = ""
-        verdict = ""
+        ratio_rps = ratio_p99 = verdict = ""
+        r_rps = rps_ratio(row, row.floor)
         floor = by_key.get(row.floor) if row.floor else None
-        if floor is not None and floor.results:
-            pairs = list(zip(row.results, floor.results, strict=False))
-            r_rps = _median([a["rps"] / b["rps"] for a, b in pairs])
+        if r_rps is not None and floor is not None:
+            pairs = zip(row.results, floor.results, strict=False)
             r_p99 = _median([a["p99_us"] / b["p99_us"] for a, b in pairs])
             ratio_rps, ratio_p99 = f"{r_rps:.2f}", f"{r_p99:.2f}"
             if row.target is not None:
                 verdict = f"{row.target}: {'met' if row.target.met(r_rps, r_p99) else 'MISSED'}"
-        other = by_key.get(row.beside) if row.beside else None
-        if other is not None and other.results:
-            pairs = list(zip(row.results, other.results, strict=False))
-            verdict = f"{_median([a['rps'] / b['rps'] for a, b in pairs]):.2f}x {other.key} req/s"
+        r_bare = rps_ratio(row, row.bare_floor)
+        ratio_bare = f"{r_bare:.2f}" if r_bare is not None else ""
+        r_beside = rps_ratio(row, row.beside)
+        if r_beside is not None:
+            verdict = f"{r_beside:.2f}x {row.beside} req/s"
         bad = sum(r["non_2xx"] + r["connect"] + r["read"] + r["timeout"] for r in row.results)
         title = row.title + (f" ({bad:.0f} errors!)" if bad else "")
+        cpu_cell = f"{_median(cpu):.0f}" if cpu else ""
         lines.append(
             f"| {title} | {_median(rps):,.0f} | {min(rps):,.0f}-{max(rps):,.0f} | {p50:.2f} | {p99:.2f} "
-            f"| {_median(cpu):.0f} | {hit_share} | {ratio_rps} | {ratio_p99} | {verdict} |"
-            if cpu
-            else f"| {title} | {_median(rps):,.0f} | {min(rps):,.0f}-{max(rps):,.0f} | {p50:.2f} | {p99:.2f} "
-            f"|  | {hit_share} | {ratio_rps} | {ratio_p99} | {verdict} |"
+            f"| {cpu_cell} | {hit_share} | {ratio_rps} | {ratio_p99} | {ratio_bare} | {verdict} |"
         )
     return "\n".join(lines)
 

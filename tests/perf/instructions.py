@@ -1,6 +1,6 @@
 """Instructions per request in the live servers, counted by valgrind: the benchmark figure noise cannot move.
 
-    python -m tests.perf.instructions                   # floor, reference, gateway-authz (SAS cache hit and miss)
+    python -m tests.perf.instructions                   # floor, reference, gateway-authz (SAS hit and miss, JWT hit)
     python -m tests.perf.instructions --seconds 8 --rows floor,gateway-authz-miss
 
 Req/s on a shared 2-core machine swings by a third whenever anything else runs; instruction counts do not.
@@ -19,6 +19,7 @@ through a file of their own with more distinct tokens than either can send.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ ROWS = {
     "reference": "do-nothing aiohttp web.Server on uvloop (reference)",
     "gateway-authz": "gateway-authz, SAS, decision cache hit",
     "gateway-authz-miss": "gateway-authz, SAS, unique tokens (miss)",
+    "gateway-authz-jwt": "gateway-authz, JWT RS256, decision cache hit",
 }
 _UNIQUE_TOKENS = 40_000  # per file: more than wrk -c1 sends under valgrind in the warm-up or the measured run
 
@@ -55,10 +57,10 @@ def _argv(row: str, port: int, config: Path) -> list[str]:
     return _procs.serve_argv(config, port, _procs.free_port())
 
 
-def _wrk(port: int, tokens: Path, seconds: int) -> int:
+def _wrk(port: int, tokens: Path, seconds: int, header: str) -> int:
     argv = ["wrk", "-t1", "-c1", f"-d{seconds}s", "-s", str(WRK_SCRIPT), "-H", f"Host: {fx.HOST}"]
     argv += ["-H", "x-forwarded-proto: http", "-H", "x-request-id: 0f8fad5b-d9cb-469f-a165-70867728950e"]
-    argv += [f"http://127.0.0.1:{port}/ext_authz{fx.PATH}", "--", str(tokens), "ServiceBusAuthorization", "1"]
+    argv += [f"http://127.0.0.1:{port}/ext_authz{fx.PATH}", "--", str(tokens), header, "1"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("BENCH-RESULT "))
     result = json.loads(line.removeprefix("BENCH-RESULT "))
@@ -74,10 +76,13 @@ def _instructions(dump: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
-def measure(row: str, workdir: Path, config: Path, tokens: tuple[Path, Path], seconds: int) -> tuple[int, int]:
+def measure(
+    row: str, workdir: Path, config: Path, tokens: tuple[Path, Path], header: str, seconds: int
+) -> tuple[int, int]:
     """(requests, instructions) while ``row`` served ``seconds`` of wrk -c1 under callgrind.
 
-    ``tokens`` are the files of the warm-up and of the measured run (the same file for a repeated token).
+    ``tokens`` are the files of the warm-up and of the measured run (the same file for a repeated token), sent
+    in the request header ``header``.
     """
     port = _procs.free_port()
     out = workdir / f"callgrind.{row}"
@@ -89,9 +94,9 @@ def measure(row: str, workdir: Path, config: Path, tokens: tuple[Path, Path], se
             if not proc.running() or time.monotonic() > deadline:
                 raise RuntimeError(f"{row} did not start\n{proc.describe()}")
             time.sleep(0.5)
-        _wrk(port, tokens[0], 3)  # warm-up: imports, first-request work, caches filled
+        _wrk(port, tokens[0], 3, header)  # warm-up: imports, first-request work, caches filled
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True, timeout=60)
-        requests = _wrk(port, tokens[1], seconds)
+        requests = _wrk(port, tokens[1], seconds, header)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True, timeout=60)
         return requests, _instructions(Path(f"{out}.1"))
     finally:
@@ -102,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=6, help="measured wrk run per row (default 6)")
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows; the floor always runs")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="keep configs and callgrind dumps here (for callgrind_annotate), not in a temp dir",
+    )
     args = parser.parse_args(argv)
     rows = {"floor", *args.rows.split(",")}
     if unknown := rows - set(ROWS):
@@ -109,12 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: this benchmark needs valgrind and wrk (apt-get install valgrind wrk)")
-    with tempfile.TemporaryDirectory(prefix="gateway-authz-instructions-") as tmp:
-        workdir = Path(tmp)
-        config = workdir / "authz.yaml"
-        config.write_text(yaml.safe_dump(fx.config(), sort_keys=False))
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            workdir = Path(args.workdir)
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-authz-instructions-")))
+        signer = fx.JwtSigner()
+        config = workdir / "authz.yaml"  # with the issuer (the SAS rows never consult it)
+        config.write_text(yaml.safe_dump(fx.config(jwks=signer.jwks), sort_keys=False))
         fixed = workdir / "sas-fixed.txt"
         fixed.write_text(fx.sas_token() + "\n")
+        jwt = workdir / "jwt-fixed.txt"
+        jwt.write_text(f"Bearer {signer.token()}\n")
         unique = (workdir / "sas-unique-warm-up.txt", workdir / "sas-unique.txt")
         for number, path in enumerate(unique):
             start = int(time.time()) + 7200 + number * _UNIQUE_TOKENS
@@ -124,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---:|---:|---:|")
         floor = None
         for row, title in ((row, title) for row, title in ROWS.items() if row in rows):
-            tokens = unique if row == "gateway-authz-miss" else (fixed, fixed)
-            requests, instructions = measure(row, workdir, config, tokens, args.seconds)
+            tokens = (
+                unique if row == "gateway-authz-miss" else (jwt, jwt) if row == "gateway-authz-jwt" else (fixed, fixed)
+            )
+            header = "Authorization" if row == "gateway-authz-jwt" else "ServiceBusAuthorization"
+            requests, instructions = measure(row, workdir, config, tokens, header, args.seconds)
             if row == "gateway-authz-miss" and requests >= _UNIQUE_TOKENS:
                 raise RuntimeError(f"{requests} requests cycled through {_UNIQUE_TOKENS} tokens: not all misses")
             per_request = instructions / requests
