@@ -1,9 +1,9 @@
 """The configuration in use, and how it changes without a restart.
 
-The file is re-read every ``cache.configTtlSeconds`` (and on SIGHUP); when what it resolves to (the file and
-every ``{env:}``/``{file:}`` secret) differs from what is serving, a new :class:`Runtime` is compiled and swapped
-in whole, which also drops the decision cache. A file that fails to load keeps the last good configuration
-serving; the failure is logged, counted, and shown by readiness.
+The file is re-read every ``cache.configTtlSeconds`` (and on SIGHUP), on a worker thread; when what it resolves
+to (the file and every ``{env:}``/``{file:}`` secret) differs from what is serving, a new :class:`Runtime` is
+compiled and swapped in whole on the event loop, which also drops the decision cache. A file that fails to load
+keeps the last good configuration serving; the failure is logged, counted, and shown by readiness.
 """
 
 from __future__ import annotations
@@ -69,18 +69,45 @@ class ConfigHolder:
         self.runtime = Runtime.build(settings, clock=clock)
         self.last_error: str | None = None
         self.on_change: list[Callable[[Settings], None]] = []  # run before a new configuration starts serving
+        self._reloading = asyncio.Lock()
+        self._pending: set[asyncio.Task[bool]] = set()
         metrics.config_loaded(self.runtime.loaded_at)
 
     def reload(self) -> bool:
         """Re-read the file; returns whether a new configuration is now serving. Never raises."""
+        return self._apply(self._read())
+
+    async def reload_in_thread(self) -> bool:
+        """:meth:`reload`, with the file read and parsed on a worker thread.
+
+        Reading can take as long as the volume under it (a ConfigMap, a secrets mount) and parsing grows with the
+        file; on the event loop either would hold up every decision meanwhile. Only the read happens off the
+        loop: the comparison and the swap stay on it, and reloads run one at a time.
+        """
+        async with self._reloading:
+            return self._apply(await asyncio.to_thread(self._read))
+
+    def reload_soon(self) -> None:
+        """Start :meth:`reload_in_thread` and return at once: for a signal handler, which cannot wait."""
+        task = asyncio.get_running_loop().create_task(self.reload_in_thread())
+        self._pending.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._pending.discard)
+
+    def _read(self) -> Settings | list[str]:
+        """The file's settings, or what keeps it from loading. Never raises, and changes nothing: safe off the loop."""
         try:
-            settings = self._loader(self.path)
+            return self._loader(self.path)
         except ConfigError as exc:
-            self._failed([str(p) for p in exc.problems])
-            return False
+            return [str(p) for p in exc.problems]
         except Exception as exc:  # unreadable, half-written, anything: the last good config keeps serving
-            self._failed([f"{type(exc).__name__}: {exc}"])
+            return [f"{type(exc).__name__}: {exc}"]
+
+    def _apply(self, read: Settings | list[str]) -> bool:
+        """Swap in ``read`` if it is a configuration that differs from the one serving; log and count either way."""
+        if isinstance(read, list):
+            self._failed(read)
             return False
+        settings = read
         self.last_error = None
         self._metrics.config_last_reload_ok.set(1)
         if settings.fingerprint == self.runtime.settings.fingerprint:
@@ -109,4 +136,4 @@ class ConfigHolder:
         """Reload every ``configTtlSeconds`` until cancelled."""
         while True:
             await asyncio.sleep(self.runtime.settings.cache.config_ttl_seconds)
-            self.reload()
+            await self.reload_in_thread()

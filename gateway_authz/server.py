@@ -76,7 +76,7 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, app[HOLDER].reload)
+    loop.add_signal_handler(signal.SIGHUP, app[HOLDER].reload_soon)
     try:
         await web.TCPSite(runner, options.host, options.port, reuse_port=reuse_port, backlog=1024).start()
         await web.TCPSite(admin_runner, options.host, options.admin_port, reuse_port=reuse_port).start()

@@ -1,7 +1,8 @@
 """Configuration reload faults: whatever happens to the file, the last good configuration keeps serving.
 
 The service runs in-process on a real config file read by the real loader, with a fake clock and the config
-watcher off: each test calls ``reload()`` itself, as the ``configTtlSeconds`` tick (or SIGHUP) would. After each
+watcher off: each test calls ``reload()`` itself, as the ``configTtlSeconds`` tick (or SIGHUP) would (they call
+``reload_in_thread()``, the same steps with the file read on a worker thread, also tested here). After each
 fault, ``/readyz`` says ``degraded`` with the reason, ``/metrics`` counts a failed reload and sets
 ``gateway_authz_config_last_reload_success`` to 0, and decisions are still those of the last good file; a good
 file then recovers all three. Faults: file deleted, truncated to nothing, half-written, unreadable (a directory
@@ -11,8 +12,10 @@ does not stop a read), invalid, and a loader that raises something unexpected.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -291,6 +294,94 @@ async def test_repeated_failures_keep_counting_and_the_config_age_keeps_growing(
     samples = await rig.metrics()
     assert samples[("gateway_authz_config_age_seconds", frozenset())] == 50
     assert (await rig.readyz())["status"] == "degraded"
+    await assert_last_good_serves(rig)
+
+
+class GatedLoader:
+    """The real loader behind a gate the test opens: a config read that takes as long as the test wants."""
+
+    def __init__(self, loader: Callable[[str], Settings]) -> None:
+        self._loader = loader
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.threads: list[int] = []
+        self.inside = self.most_inside = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, path: str) -> Settings:
+        with self._lock:
+            self.threads.append(threading.get_ident())
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        self.entered.set()
+        try:
+            assert self.gate.wait(10), "the test never opened the gate"
+            return self._loader(path)
+        finally:
+            with self._lock:
+                self.inside -= 1
+
+
+async def _until(flag: threading.Event, what: str) -> None:
+    for _ in range(500):
+        if flag.is_set():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+async def test_a_slow_config_read_does_not_hold_up_decisions(rig: Rig) -> None:
+    """The timer's (and SIGHUP's) reload reads the file on a worker thread: while the read hangs, decisions
+    are still answered by the configuration serving, which is swapped only once the read is done."""
+    loader = GatedLoader(rig.holder._loader)
+    rig.holder._loader = loader
+    before = rig.holder.runtime
+    write_atomically(rig.path, config_text(orders_key=KEY_B))
+    reload = asyncio.create_task(rig.holder.reload_in_thread())
+    await _until(loader.entered, "the reload to start reading")
+    await assert_last_good_serves(rig)  # answered meanwhile, by the first file
+    assert rig.holder.runtime is before and not reload.done()
+    loader.gate.set()
+    assert await asyncio.wait_for(reload, 10) is True
+    assert loader.threads and threading.get_ident() not in loader.threads, "the file was read on the event loop"
+    assert await rig.status("/orders", token("/orders", KEY_B)) == 200
+    assert await rig.status("/orders", token("/orders", KEY_A)) == 401
+
+
+async def test_reloads_in_a_thread_run_one_at_a_time(rig: Rig) -> None:
+    """A SIGHUP arriving during the timer's reload waits for it: two reads never race to swap."""
+    loader = GatedLoader(rig.holder._loader)
+    rig.holder._loader = loader
+    write_atomically(rig.path, config_text(orders_key=KEY_B))
+    first = asyncio.create_task(rig.holder.reload_in_thread())
+    second = asyncio.create_task(rig.holder.reload_in_thread())
+    await _until(loader.entered, "the first read")
+    await asyncio.sleep(0.05)
+    loader.gate.set()
+    assert await asyncio.wait_for(asyncio.gather(first, second), 10) == [True, False]  # changed, then unchanged
+    assert loader.most_inside == 1 and len(loader.threads) == 2
+
+
+async def test_reload_soon_reloads_without_being_awaited(rig: Rig) -> None:
+    """What the SIGHUP handler calls: it returns at once, and the new file is serving shortly after."""
+    write_atomically(rig.path, config_text(orders_key=KEY_B))
+    before = rig.holder.runtime
+    rig.holder.reload_soon()
+    assert rig.holder.runtime is before  # nothing read yet: the handler does not wait for the file
+    for _ in range(500):
+        if rig.holder.runtime is not before:
+            break
+        await asyncio.sleep(0.01)
+    assert await rig.status("/orders", token("/orders", KEY_B)) == 200
+
+
+async def test_a_failed_read_in_a_thread_keeps_the_last_good(rig: Rig) -> None:
+    """The worker thread's failure is the loop's failed reload: counted, degraded, last good serving."""
+    before_runtime, before_failures = rig.holder.runtime, await rig.failed_reloads()
+    rig.path.unlink()
+    assert await rig.holder.reload_in_thread() is False
+    assert rig.holder.runtime is before_runtime
+    await assert_degraded(rig, before_failures, mentions="cannot read")
     await assert_last_good_serves(rig)
 
 

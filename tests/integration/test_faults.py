@@ -277,6 +277,37 @@ def test_config_unreadable_by_permission_when_not_root(
     wait_for(lambda: _reload_state(authz_service)[1] == 1, timeout=10, what="recovery")
 
 
+def test_sighup_reloads_at_once_and_the_service_keeps_answering(integration_dir: Path) -> None:
+    """SIGHUP re-reads the file there and then (here the timer would wait an hour): a rotated key is in force
+    after the signal and not before, and the process answers throughout and still exits 0 on SIGTERM."""
+    config = SasConfig(path=integration_dir / "sighup.yaml", data=sas_namespace_config(3600))
+    config.write()
+    service = _procs.start_authz(config.path, integration_dir, name="gateway-authz-sighup")
+    try:
+        old = config.mint("OrdersSend", "/orders").token
+
+        def status(token: str) -> int:
+            return _direct_status(service.port, token)
+
+        assert status(old) == 200
+        config.set_keys("OrdersSend", new_key(), new_key())
+        new = config.mint("OrdersSend", "/orders").token
+        time.sleep(0.5)  # no timer reload for an hour: the file changed, the service did not look
+        assert (status(old), status(new)) == (200, 401)
+        service.proc.signal(signal.SIGHUP)
+        wait_for(lambda: status(new) == 200, timeout=10, what="the rotated key after SIGHUP")
+        assert status(old) == 401
+        assert service.proc.running()
+    finally:
+        code = service.proc.stop()
+    assert code == 0, service.proc.describe()
+
+
+def _direct_status(port: int, token: str) -> int:
+    """The service's answer to the check Envoy's HTTP ext_authz would send for ``GET /orders``."""
+    return _procs.request(port, "GET", "/ext_authz/orders", [("Host", HOST), *_sba(token)], timeout=5.0).status
+
+
 # --------------------------------------------------------------------------------------------------- hung service
 
 
