@@ -120,6 +120,13 @@ def _check_strings(value: Any) -> None:
             stack.extend(item)
 
 
+# One decoder for every document: ``json.loads`` with hooks builds a new decoder and scanner per call. Its C
+# scanner keeps no state between calls that matters (a key-interning memo, cleared after each document).
+_STRICT_JSON: Final = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
+)
+
+
 def decode_json(data: bytes) -> Any:
     """Strict JSON: UTF-8 only (no BOM, no UTF-16 sniffing), no duplicate members, no NaN/Infinity/overflow.
 
@@ -128,13 +135,11 @@ def decode_json(data: bytes) -> Any:
     """
     try:
         text = data.decode("utf-8")
-        value = json.loads(
-            text,
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
-        _check_strings(value)
+        if text.startswith("\ufeff"):  # json.loads refuses a BOM itself; the decoder called directly does not
+            raise JwkError("byte order mark refused")
+        value = _STRICT_JSON.decode(text)
+        if "\\u" in text:  # valid UTF-8 cannot hold a surrogate: only a \u escape can make one
+            _check_strings(value)
     except JwkError:
         raise
     except (ValueError, RecursionError) as exc:

@@ -257,6 +257,11 @@ def test_decode_json_is_strict(data: bytes) -> None:
         decode_json(data)
 
 
+def test_decode_json_reads_an_escaped_backslash_before_u_as_text() -> None:
+    """``\\\\ud800`` is a backslash and the letters ``ud800``, not a surrogate: accepted, whatever the shortcut."""
+    assert decode_json(b'{"a":"\\\\ud800","b":["\\u00e9"]}') == {"a": "\\ud800", "b": ["\u00e9"]}
+
+
 def test_decode_json_accepts_ordinary_json() -> None:
     """Valid surrogate pairs, whitespace and finite floats decode normally."""
     value = decode_json(b'{ "a" : [1, 2.5, "\\ud83d\\ude00"],\n\t"b": null }')
