@@ -135,9 +135,7 @@ def decode_json(data: bytes) -> Any:
     """
     try:
         text = data.decode("utf-8")
-        if text.startswith("\ufeff"):  # json.loads refuses a BOM itself; the decoder called directly does not
-            raise JwkError("byte order mark refused")
-        value = _STRICT_JSON.decode(text)
+        value = _STRICT_JSON.decode(text)  # a leading BOM is no JSON value: refused like any other stray character
         if "\\u" in text:  # valid UTF-8 cannot hold a surrogate: only a \u escape can make one
             _check_strings(value)
     except JwkError:
