@@ -450,11 +450,12 @@ def _median(values: list[float]) -> float:
 def render(rows: list[Row], args: argparse.Namespace) -> str:
     by_key = {r.key: r for r in rows}
 
-    def rps_ratio(row: Row, other_key: str | None) -> float | None:
+    def ratio(row: Row, other_key: str | None, figure: str = "rps") -> float | None:
+        """The median over rounds of ``row``'s ``figure`` divided by the other row's in the same round."""
         other = by_key.get(other_key) if other_key else None
         if other is None or not other.results:
             return None
-        return _median([a["rps"] / b["rps"] for a, b in zip(row.results, other.results, strict=False)])
+        return _median([a[figure] / b[figure] for a, b in zip(row.results, other.results, strict=False)])
 
     lines = [
         f"wrk -t{args.threads} -c{args.connections}, {args.duration:g} s per row, {args.rounds} round(s), "
@@ -474,17 +475,14 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
         total = sum(c["hit"] + c["miss"] for c in hits)
         hit_share = f"{sum(c['hit'] for c in hits) / total:.0%}" if total else ""
         ratio_rps = ratio_p99 = verdict = ""
-        r_rps = rps_ratio(row, row.floor)
-        floor = by_key.get(row.floor) if row.floor else None
-        if r_rps is not None and floor is not None:
-            pairs = zip(row.results, floor.results, strict=False)
-            r_p99 = _median([a["p99_us"] / b["p99_us"] for a, b in pairs])
+        r_rps, r_p99 = ratio(row, row.floor), ratio(row, row.floor, "p99_us")
+        if r_rps is not None and r_p99 is not None:
             ratio_rps, ratio_p99 = f"{r_rps:.2f}", f"{r_p99:.2f}"
             if row.target is not None:
                 verdict = f"{row.target}: {'met' if row.target.met(r_rps, r_p99) else 'MISSED'}"
-        r_bare = rps_ratio(row, row.bare_floor)
+        r_bare = ratio(row, row.bare_floor)
         ratio_bare = f"{r_bare:.2f}" if r_bare is not None else ""
-        r_beside = rps_ratio(row, row.beside)
+        r_beside = ratio(row, row.beside)
         if r_beside is not None:
             verdict = f"{r_beside:.2f}x {row.beside} req/s"
         bad = sum(r["non_2xx"] + r["connect"] + r["read"] + r["timeout"] for r in row.results)

@@ -140,11 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         print("| row | requests | instructions/request | x floor |")
         print("|---|---:|---:|---:|")
         floor = None
-        for row, title in ((row, title) for row, title in ROWS.items() if row in rows):
-            tokens = (
-                unique if row == "gateway-authz-miss" else (jwt, jwt) if row == "gateway-authz-jwt" else (fixed, fixed)
-            )
-            header = "Authorization" if row == "gateway-authz-jwt" else "ServiceBusAuthorization"
+        # row -> (warm-up and measured token files, header); every other row sends the one SAS token
+        sent = {
+            "gateway-authz-miss": (unique, "ServiceBusAuthorization"),
+            "gateway-authz-jwt": ((jwt, jwt), "Authorization"),
+        }
+        for row, title in ROWS.items():
+            if row not in rows:
+                continue
+            tokens, header = sent.get(row, ((fixed, fixed), "ServiceBusAuthorization"))
             requests, instructions = measure(row, workdir, config, tokens, header, args.seconds)
             if row == "gateway-authz-miss" and requests >= _UNIQUE_TOKENS:
                 raise RuntimeError(f"{requests} requests cycled through {_UNIQUE_TOKENS} tokens: not all misses")
