@@ -322,9 +322,10 @@ class GatedLoader:
                 self.inside -= 1
 
 
-async def _until(flag: threading.Event, what: str) -> None:
+async def _until(check: Callable[[], bool], what: str) -> None:
+    """Let the loop run until ``check()`` holds; fail after five seconds."""
     for _ in range(500):
-        if flag.is_set():
+        if check():
             return
         await asyncio.sleep(0.01)
     pytest.fail(f"timed out waiting for {what}")
@@ -338,7 +339,7 @@ async def test_a_slow_config_read_does_not_hold_up_decisions(rig: Rig) -> None:
     before = rig.holder.runtime
     write_atomically(rig.path, config_text(orders_key=KEY_B))
     reload = asyncio.create_task(rig.holder.reload_in_thread())
-    await _until(loader.entered, "the reload to start reading")
+    await _until(loader.entered.is_set, "the reload to start reading")
     await assert_last_good_serves(rig)  # answered meanwhile, by the first file
     assert rig.holder.runtime is before and not reload.done()
     loader.gate.set()
@@ -355,7 +356,7 @@ async def test_reloads_in_a_thread_run_one_at_a_time(rig: Rig) -> None:
     write_atomically(rig.path, config_text(orders_key=KEY_B))
     first = asyncio.create_task(rig.holder.reload_in_thread())
     second = asyncio.create_task(rig.holder.reload_in_thread())
-    await _until(loader.entered, "the first read")
+    await _until(loader.entered.is_set, "the first read")
     await asyncio.sleep(0.05)
     loader.gate.set()
     assert await asyncio.wait_for(asyncio.gather(first, second), 10) == [True, False]  # changed, then unchanged
@@ -368,10 +369,7 @@ async def test_reload_soon_reloads_without_being_awaited(rig: Rig) -> None:
     before = rig.holder.runtime
     rig.holder.reload_soon()
     assert rig.holder.runtime is before  # nothing read yet: the handler does not wait for the file
-    for _ in range(500):
-        if rig.holder.runtime is not before:
-            break
-        await asyncio.sleep(0.01)
+    await _until(lambda: rig.holder.runtime is not before, "the new configuration to serve")
     assert await rig.status("/orders", token("/orders", KEY_B)) == 200
 
 
