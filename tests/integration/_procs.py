@@ -422,6 +422,15 @@ def start_authz(
 # --------------------------------------------------------------------------------------------------- shipped configs
 
 
+def sas_check_status(
+    service: AuthzProcess, token: str, *, host: str, path: str = "/orders", timeout: float = 5.0
+) -> int:
+    """What ``service``, asked directly, answers to the check Envoy's HTTP ext_authz sends for ``POST <path>`` on
+    ``host`` with the SAS ``token``."""
+    headers = [("Host", host), ("ServiceBusAuthorization", token)]
+    return request(service.port, "POST", "/ext_authz" + path, headers, timeout=timeout).status
+
+
 def configmap_data(path: Path, key: str) -> str:
     """One data entry of a ConfigMap manifest (the shipped file is the single source of truth)."""
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]

@@ -287,7 +287,7 @@ def test_sighup_reloads_at_once_and_the_service_keeps_answering(integration_dir:
         old = config.mint("OrdersSend", "/orders").token
 
         def status(token: str) -> int:
-            return _direct_status(service.port, token)
+            return _procs.sas_check_status(service, token, host=HOST)
 
         assert status(old) == 200
         config.set_keys("OrdersSend", new_key(), new_key())
@@ -301,11 +301,6 @@ def test_sighup_reloads_at_once_and_the_service_keeps_answering(integration_dir:
     finally:
         code = service.proc.stop()
     assert code == 0, service.proc.describe()
-
-
-def _direct_status(port: int, token: str) -> int:
-    """The service's answer to the check Envoy's HTTP ext_authz would send for ``GET /orders``."""
-    return _procs.request(port, "GET", "/ext_authz/orders", [("Host", HOST), *_sba(token)], timeout=5.0).status
 
 
 # --------------------------------------------------------------------------------------------------- hung service

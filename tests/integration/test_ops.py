@@ -84,12 +84,6 @@ def cluster(replicas: list[AuthzProcess], echo_upstream: Echo, integration_dir: 
 # --------------------------------------------------------------------------------------------------- helpers
 
 
-def _direct_status(replica: AuthzProcess, token: str, path: str = "/orders") -> int:
-    """What the replica answers to the check Envoy would send for ``POST <path>`` with ``token``."""
-    headers = [("Host", HOST), ("ServiceBusAuthorization", token)]
-    return _procs.request(replica.port, "POST", "/ext_authz" + path, headers, timeout=2.0).status
-
-
 def _measure(cluster: Cluster, token: str, expected: int, written_at: float, what: str) -> dict[str, float]:
     """Seconds from ``written_at`` until each replica answers ``expected``; fails past configTtlSeconds + 1 s."""
     deadline = written_at + CONFIG_TTL + 1.0
@@ -97,7 +91,7 @@ def _measure(cluster: Cluster, token: str, expected: int, written_at: float, wha
     while len(reached) < len(cluster.replicas):
         for replica in cluster.replicas:
             name = replica.proc.name
-            if name not in reached and _direct_status(replica, token) == expected:
+            if name not in reached and _procs.sas_check_status(replica, token, host=HOST, timeout=2.0) == expected:
                 reached[name] = time.monotonic() - written_at
         now = time.monotonic()
         if len(reached) < len(cluster.replicas) and now > deadline:
@@ -201,7 +195,7 @@ def test_key_rotation_reaches_every_replica_within_the_config_ttl(
     """Regenerating a primary key: the old key's tokens fail on all three replicas within configTtlSeconds + 1 s."""
     old = shared_config.mint("Rotating", "/orders")
     for replica in cluster.replicas:
-        assert _direct_status(replica, old.token) == 200
+        assert _procs.sas_check_status(replica, old.token, host=HOST) == 200
     old_secondary = shared_config.key("Rotating", "secondary")
     shared_config.set_keys("Rotating", new_key(), old_secondary)  # "regenerate primary key", as in Azure
     written_at = time.monotonic()
@@ -220,7 +214,7 @@ def test_rule_removal_reaches_every_replica_within_the_config_ttl(
     """Deleting a rule: its tokens fail on all three replicas within configTtlSeconds + 1 s."""
     token = shared_config.mint("NamespaceSend", "/orders")
     for replica in cluster.replicas:
-        assert _direct_status(replica, token.token) == 200
+        assert _procs.sas_check_status(replica, token.token, host=HOST) == 200
     (namespace,) = shared_config.data["namespaces"]
     namespace["authorizationRules"] = [r for r in namespace["authorizationRules"] if r["keyName"] != "NamespaceSend"]
     shared_config.write()
