@@ -5,9 +5,9 @@ assignments. The public surface is the command line and the HTTP/gRPC contract; 
 and embedding.
 """
 
-from .app import create_admin_app, create_app
-from .errors import AuthzError, CannotVerify, ConfigError, InvalidCredential, NotPermitted
-from .model import AuthzRequest, Decision, Right
+from .core.errors import AuthzError, CannotVerify, ConfigError, InvalidCredential, NotPermitted
+from .core.model import AuthzRequest, Decision, Right
+from .http.app import create_admin_app, create_app
 
 __all__ = [
     "AuthzError",

@@ -1,6 +1,6 @@
 """Shared builders for the unit and security tests: a configuration, a fake clock, requests, tokens, an app.
 
-Everything is built directly from the frozen dataclasses in :mod:`gateway_authz.settings` (no config file, no
+Everything is built directly from the frozen dataclasses in :mod:`gateway_authz.core.settings` (no config file, no
 loader), so these tests depend only on the decision path. Tokens are minted by the official Azure SDK's own
 signing function wherever an SDK would produce them; hand-built tokens (other escapings, broken fields) sign the
 raw ``sr`` exactly as Relay specifies, so that a refusal is always about the one thing the test changed.
@@ -25,12 +25,10 @@ from urllib.parse import quote, quote_plus, unquote
 import pytest
 from aiohttp import web
 
-from gateway_authz.app import create_app
-from gateway_authz.appkeys import HOLDER, METRICS, SERVICE
-from gateway_authz.metrics import Metrics
-from gateway_authz.model import AuthzRequest, Decision, Gateway, Right, headers_from_pairs
-from gateway_authz.service import DecisionService
-from gateway_authz.settings import (
+from gateway_authz.core.appkeys import HOLDER, METRICS, SERVICE
+from gateway_authz.core.metrics import Metrics
+from gateway_authz.core.model import AuthzRequest, Decision, Gateway, Right, headers_from_pairs
+from gateway_authz.core.settings import (
     AuthorizationRule,
     CacheSettings,
     Entity,
@@ -40,6 +38,8 @@ from gateway_authz.settings import (
     SasSettings,
     Settings,
 )
+from gateway_authz.decision.service import DecisionService
+from gateway_authz.http.app import create_app
 
 try:
     from azure.servicebus._pyamqp.utils import generate_sas_token as _sdk_generate_sas_token

@@ -38,9 +38,9 @@ from gateway_authz.adapters.envoy_grpc import (
     decision_to_check_response,
     grpc_server_ctx,
 )
-from gateway_authz.appkeys import SERVICE
-from gateway_authz.errors import CannotVerify, InvalidCredential, NotPermitted
-from gateway_authz.model import AuthzRequest, Decision, Right
+from gateway_authz.core.appkeys import SERVICE
+from gateway_authz.core.errors import CannotVerify, InvalidCredential, NotPermitted
+from gateway_authz.core.model import AuthzRequest, Decision, Right
 
 DATA = Path(__file__).parent / "data" / "check_requests"
 SAS = (
@@ -373,9 +373,9 @@ async def test_malformed_request_reaches_the_core_as_an_empty_target() -> None:
 
 async def test_malformed_request_is_denied_by_the_real_core() -> None:
     """Through the real decision core the empty target of a malformed CheckRequest is a 403 malformed_request."""
-    from gateway_authz.app import create_app
-    from gateway_authz.appkeys import SERVICE
-    from gateway_authz.settings import Namespace, Settings
+    from gateway_authz.core.appkeys import SERVICE
+    from gateway_authz.core.settings import Namespace, Settings
+    from gateway_authz.http.app import create_app
 
     lines: list[bytes] = []
     settings = Settings(namespaces=(Namespace("contoso", ("contoso.servicebus.windows.net",), (), ()),))

@@ -32,10 +32,10 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from gateway_authz.adapters._answer import WWW_AUTHENTICATE
-from gateway_authz.appkeys import METRICS, SERVICE
-from gateway_authz.audit import AuditLog
-from gateway_authz.reload import Runtime
-from gateway_authz.service import DecisionService
+from gateway_authz.config.reload import Runtime
+from gateway_authz.core.appkeys import METRICS, SERVICE
+from gateway_authz.decision.audit import AuditLog
+from gateway_authz.decision.service import DecisionService
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)

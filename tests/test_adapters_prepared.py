@@ -17,9 +17,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway_authz.adapters import _answer
-from gateway_authz.adapters._prepared import PreparedAnswer
-from gateway_authz.errors import CannotVerify, InvalidCredential, NotPermitted
-from gateway_authz.model import Decision, Right
+from gateway_authz.core.errors import CannotVerify, InvalidCredential, NotPermitted
+from gateway_authz.core.model import Decision, Right
+from gateway_authz.http._prepared import PreparedAnswer
 
 DECISIONS: dict[str, Decision] = {
     "allow-sas-stripped": Decision.allow(

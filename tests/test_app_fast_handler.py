@@ -23,7 +23,7 @@ from _factories import (
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from gateway_authz.app import fast_decision_handler
+from gateway_authz.http.app import fast_decision_handler
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)

@@ -1,6 +1,6 @@
 """The audit log: exactly one JSON line per decision with the contract's fields, and no secret in any line.
 
-Specifications for :mod:`gateway_authz.audit` through ``DecisionService.decide`` (every allow and deny path the
+Specifications for :mod:`gateway_authz.decision.audit` through ``DecisionService.decide`` (every allow and deny path the
 SAS decision has), with the audit sink a list. "No secret" means: no configured key, no whole token, no signature
 in any spelling (as sent, decoded, re-encoded, or its longest alphanumeric run), wherever the token travelled.
 """
@@ -30,8 +30,8 @@ from _factories import (
     secret_forms,
 )
 
-from gateway_authz.audit import AuditLog, redact_target
-from gateway_authz.model import AuthzRequest, Decision
+from gateway_authz.core.model import AuthzRequest, Decision
+from gateway_authz.decision.audit import AuditLog, redact_target
 
 CONTRACT_FIELDS = {
     "timestamp",
@@ -283,7 +283,7 @@ async def test_stdout_lines_are_batched_and_written_within_the_flush_delay(monke
     """Lines made close together go out in one write, no later than the flush delay after the first."""
     import asyncio
 
-    from gateway_authz import audit as audit_module
+    from gateway_authz.decision import audit as audit_module
 
     out = _FakeStdout()
     monkeypatch.setattr(audit_module.sys, "stdout", out)
@@ -303,7 +303,7 @@ def test_stdout_sink_writes_at_once_without_a_loop_and_keeps_working_on_a_new_on
     """Outside a loop a line is written immediately; a timer left on a closed loop does not stall later lines."""
     import asyncio
 
-    from gateway_authz import audit as audit_module
+    from gateway_authz.decision import audit as audit_module
 
     out = _FakeStdout()
     monkeypatch.setattr(audit_module.sys, "stdout", out)

@@ -13,10 +13,10 @@ from types import MappingProxyType
 
 import pytest
 
-from gateway_authz import audit as audit_module
-from gateway_authz.audit import AuditLog
-from gateway_authz.errors import InvalidCredential, NotPermitted
-from gateway_authz.model import AuthzRequest, Decision, Right
+from gateway_authz.decision import audit as audit_module
+from gateway_authz.core.errors import InvalidCredential, NotPermitted
+from gateway_authz.core.model import AuthzRequest, Decision, Right
+from gateway_authz.decision.audit import AuditLog
 
 DECISIONS = {
     "sas-allow": Decision.allow(

@@ -1,7 +1,7 @@
 """The decision cache: hits for repeated decisions, never past the token's ``se``, keyed by everything a decision
 depends on (so one caller never gets another's allow), bounded, and dropped when the configuration changes.
 
-Specifications for :mod:`gateway_authz.cache` and its use in the service. Time is a fake clock passed to
+Specifications for :mod:`gateway_authz.decision.cache` and its use in the service. Time is a fake clock passed to
 ``create_app(clock=...)``; hits and misses are read from the app's metrics (``gateway_authz_decision_cache``).
 """
 
@@ -38,11 +38,11 @@ from _factories import (
     uri,
 )
 
-from gateway_authz.appkeys import HOLDER
-from gateway_authz.cache import DecisionCache
-from gateway_authz.errors import NotPermitted
-from gateway_authz.model import AuthzRequest, Decision, Right
-from gateway_authz.settings import AuthorizationRule
+from gateway_authz.core.appkeys import HOLDER
+from gateway_authz.core.errors import NotPermitted
+from gateway_authz.core.model import AuthzRequest, Decision, Right
+from gateway_authz.core.settings import AuthorizationRule
+from gateway_authz.decision.cache import DecisionCache
 
 TOKEN = mint("/orders")
 

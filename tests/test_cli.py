@@ -1,4 +1,4 @@
-"""The ``gateway-authz`` command line, run in-process through :func:`gateway_authz.cli.main`.
+"""The ``gateway-authz`` command line, run in-process through :func:`gateway_authz.cli.main.main`.
 
 ``check`` is exercised with SAS and with bearer JWTs; the JWT issuer carries its keys inline (``jwks``), so these
 tests never touch the network. ``token`` output is taken apart with the service's own parser and verified with the
@@ -19,10 +19,10 @@ import pytest
 import yaml
 from oidc_provider import TENANT, SigningKey, azure_claims
 
-from gateway_authz.cli import main
-from gateway_authz.config import load_settings
-from gateway_authz.sas import RuleKeys, parse_sas, verify_sas
-from gateway_authz.settings import AuthorizationRule, Settings
+from gateway_authz.cli.main import main
+from gateway_authz.config.loader import load_settings
+from gateway_authz.core.settings import AuthorizationRule, Settings
+from gateway_authz.sas.token import RuleKeys, parse_sas, verify_sas
 
 HOST = "contoso.servicebus.windows.net"
 SUB = "/subscriptions/3f1c6a52-7d0e-4b8a-9c41-2a6e5b0d9f17"

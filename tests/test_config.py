@@ -1,4 +1,4 @@
-"""Tests for gateway_authz.config: the YAML schema, every validation rule, secrets, fingerprint and starter config."""
+"""Tests for gateway_authz.config.loader: the YAML schema, every validation rule, secrets, fingerprint and starter config."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from gateway_authz.config import (
+from gateway_authz.config.loader import (
     MAX_CONFIG_BYTES,
     generate_key,
     load_settings,
@@ -21,10 +21,10 @@ from gateway_authz.config import (
     starter_config,
     validate_file,
 )
-from gateway_authz.errors import ConfigError, ConfigProblem
-from gateway_authz.model import Right
-from gateway_authz.roles import AZURE_RELAY_SENDER, BUILTIN_ROLES
-from gateway_authz.settings import EntityKind, Settings
+from gateway_authz.core.errors import ConfigError, ConfigProblem
+from gateway_authz.core.model import Right
+from gateway_authz.core.settings import EntityKind, Settings
+from gateway_authz.entra.roles import AZURE_RELAY_SENDER, BUILTIN_ROLES
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "config" / "gateway-authz.yaml"

@@ -29,9 +29,9 @@ from _factories import (
 )
 from aiohttp.test_utils import TestClient
 
-from gateway_authz.config import parse_settings
-from gateway_authz.errors import ConfigError
-from gateway_authz.model import Decision
+from gateway_authz.config.loader import parse_settings
+from gateway_authz.core.errors import ConfigError
+from gateway_authz.core.model import Decision
 
 FORGED_ROOT = mint("/orders", ROOT, "not-the-root-key-" + "x" * 27)  # right key name, wrong key: bad signature
 

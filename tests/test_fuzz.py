@@ -26,9 +26,9 @@ from fuzz.world import HOST, SIGNERS, World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway_authz.errors import InvalidCredential
-from gateway_authz.model import AuthzRequest, headers_from_pairs
-from gateway_authz.sas import parse_sas
+from gateway_authz.core.errors import InvalidCredential
+from gateway_authz.core.model import AuthzRequest, headers_from_pairs
+from gateway_authz.sas.token import parse_sas
 
 SCALE = float(os.environ.get("GATEWAY_AUTHZ_FUZZ_SCALE", "1"))
 RANDOM = os.environ.get("GATEWAY_AUTHZ_FUZZ_RANDOM") == "1"

@@ -1,4 +1,4 @@
-"""gateway_authz.jwk: JWK ingest (security-cases J16, J17 member handling) and the strict JSON/base64url helpers."""
+"""gateway_authz.entra.jwk: JWK ingest (security-cases J16, J17 member handling) and the strict JSON/base64url helpers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from oidc_provider import SigningKey, b64u
 
-from gateway_authz.jwk import (
+from gateway_authz.entra.jwk import (
     RSA_ALGORITHMS,
     JwkError,
     b64url_decode,

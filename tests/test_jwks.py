@@ -1,4 +1,4 @@
-"""gateway_authz.jwks: the key cache against a real OIDC provider on loopback, and against fakes for timing.
+"""gateway_authz.entra.jwks: the key cache against a real OIDC provider on loopback, and against fakes for timing.
 
 TTLs and cooldowns run on an injected monotonic :class:`FakeClock`; token lifetimes on the real wall clock. No test
 waits for a timer to fire: time moves only when a test advances the fake clock.
@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 from oidc_provider import RELAY_AUDIENCE, TENANT, V1_TEMPLATE, V2_TEMPLATE, Behaviour, OidcProvider, SigningKey
 
-from gateway_authz.errors import CannotVerify, InvalidCredential
-from gateway_authz.jwks import HttpJwksFetcher, JwksCache, JwksFetchError, check_fetch_url
-from gateway_authz.settings import Identity, Issuer
+from gateway_authz.core.errors import CannotVerify, InvalidCredential
+from gateway_authz.core.settings import Identity, Issuer
+from gateway_authz.entra.jwks import HttpJwksFetcher, JwksCache, JwksFetchError, check_fetch_url
 
 TTL = 3600.0
 COOLDOWN = 30.0

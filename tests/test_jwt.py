@@ -1,4 +1,4 @@
-"""gateway_authz.jwt: the pure bearer-JWT verifier, one named test per JWT attack class of security-cases §1A."""
+"""gateway_authz.entra.jwt: the pure bearer-JWT verifier, one named test per JWT attack class of security-cases §1A."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from oidc_provider import RELAY_AUDIENCE, TENANT, V1_TEMPLATE, V2_TEMPLATE, SigningKey, azure_claims, b64u
 
-from gateway_authz.errors import CannotVerify, InvalidCredential
-from gateway_authz.issuers import IssuerRegistry
-from gateway_authz.jwk import KeySet, parse_jwk_set
-from gateway_authz.jwt import (
+from gateway_authz.core.errors import CannotVerify, InvalidCredential
+from gateway_authz.core.settings import Issuer
+from gateway_authz.entra.issuers import IssuerRegistry
+from gateway_authz.entra.jwk import KeySet, parse_jwk_set
+from gateway_authz.entra.jwt import (
     MAX_TOKEN_BYTES,
     VerifiedJwt,
     bearer_token,
@@ -27,7 +28,6 @@ from gateway_authz.jwt import (
     parse_jws,
     verify_jwt,
 )
-from gateway_authz.settings import Issuer
 
 NOW = 1_700_000_000.0
 OID = "0b9c6b1e-3c0f-4a6e-9a49-1f6a3c1a2b3d"

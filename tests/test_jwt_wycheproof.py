@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 from oidc_provider import b64u
 
-from gateway_authz.errors import InvalidCredential
-from gateway_authz.jwk import SUPPORTED_ALGORITHMS, JwkError, VerificationKey, parse_jwk, parse_jwk_set
-from gateway_authz.jwt import Jws, parse_jws, verify_signature
+from gateway_authz.core.errors import InvalidCredential
+from gateway_authz.entra.jwk import SUPPORTED_ALGORITHMS, JwkError, VerificationKey, parse_jwk, parse_jwk_set
+from gateway_authz.entra.jwt import Jws, parse_jws, verify_signature
 
 # Wycheproof's JWS labels we dispute (security-cases.md §0.2: PyJWT and joserfc disagree with the same eight). They
 # are not skipped: each is run, and we assert our own documented verdict, which is to refuse the token.

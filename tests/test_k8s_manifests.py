@@ -21,10 +21,10 @@ from _factories import fake_key
 from azure.servicebus._pyamqp.utils import generate_sas_token
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_authz.app import create_app
-from gateway_authz.config import load_settings
-from gateway_authz.errors import ConfigError
-from gateway_authz.metrics import Metrics
+from gateway_authz.config.loader import load_settings
+from gateway_authz.core.errors import ConfigError
+from gateway_authz.core.metrics import Metrics
+from gateway_authz.http.app import create_app
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"

@@ -31,8 +31,8 @@ from _factories import (
 )
 from aiohttp import web
 
-from gateway_authz.listener import DecisionRunner, _InlineServer, answers_inline
-from gateway_authz.model import AuthzRequest, Decision, Right
+from gateway_authz.core.model import AuthzRequest, Decision, Right
+from gateway_authz.http.listener import DecisionRunner, _InlineServer, answers_inline
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)

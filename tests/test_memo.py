@@ -3,7 +3,7 @@ they were stored for, within a fixed bound."""
 
 from __future__ import annotations
 
-from gateway_authz._memo import BoundedMemo, IdentityMemo
+from gateway_authz.core.memo import BoundedMemo, IdentityMemo
 
 
 def test_a_bounded_memo_holds_what_was_put_and_returns_it() -> None:

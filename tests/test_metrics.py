@@ -22,11 +22,11 @@ from _factories import (
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_authz.app import create_admin_app
-from gateway_authz.appkeys import HOLDER
-from gateway_authz.errors import ConfigError, ConfigProblem
-from gateway_authz.metrics import Metrics
-from gateway_authz.settings import Settings
+from gateway_authz.core.appkeys import HOLDER
+from gateway_authz.core.errors import ConfigError, ConfigProblem
+from gateway_authz.core.metrics import Metrics
+from gateway_authz.core.settings import Settings
+from gateway_authz.http.app import create_admin_app
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

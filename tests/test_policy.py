@@ -1,6 +1,6 @@
 """Policy: key names, rights and rule scope (S10, S13, S14), the rights a request needs, anonymous senders.
 
-Specifications for :mod:`gateway_authz.policy`, exercised through ``DecisionService.decide`` with SDK-minted tokens
+Specifications for :mod:`gateway_authz.sas.policy`, exercised through ``DecisionService.decide`` with SDK-minted tokens
 against the shared ``contoso`` configuration (see ``tests/_factories.py``): RootManageSharedAccessKey and SendOnly
 on the namespace; ``orders-send`` (Send) and ``orders-listen`` (Listen) on ``orders``; ``priority-send`` on
 ``orders/priority``; ``public`` open to anonymous senders; management routes ``/$admin`` (PUT, DELETE) and ``/$ops``.
@@ -38,12 +38,12 @@ from _factories import (
     uri,
 )
 
-from gateway_authz.credentials import parse_query
-from gateway_authz.errors import AuthzError, NotPermitted
-from gateway_authz.model import Decision, Right
-from gateway_authz.policy import CompiledPolicy
-from gateway_authz.sas import RuleKeys, parse_sas
-from gateway_authz.settings import AuthorizationRule
+from gateway_authz.core.errors import AuthzError, NotPermitted
+from gateway_authz.core.model import Decision, Right
+from gateway_authz.core.settings import AuthorizationRule
+from gateway_authz.decision.credentials import parse_query
+from gateway_authz.sas.policy import CompiledPolicy
+from gateway_authz.sas.token import RuleKeys, parse_sas
 
 ORDERS_URI = uri("/orders")
 

@@ -1,4 +1,4 @@
-"""gateway_authz.rbac: Azure role evaluation for Relay rights (issue 3 §4, security-cases J20)."""
+"""gateway_authz.entra.rbac: Azure role evaluation for Relay rights (issue 3 §4, security-cases J20)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from gateway_authz.errors import NotPermitted
-from gateway_authz.model import Right
-from gateway_authz.rbac import Permission, Plane, RbacGrant, RbacPolicy, authorize, permission_for, scope_covers
-from gateway_authz.roles import AZURE_RELAY_LISTENER, AZURE_RELAY_OWNER, AZURE_RELAY_SENDER, BUILTIN_ROLES
-from gateway_authz.settings import EntityKind, RoleAssignment, RoleDefinition
+from gateway_authz.core.errors import NotPermitted
+from gateway_authz.core.model import Right
+from gateway_authz.core.settings import EntityKind, RoleAssignment, RoleDefinition
+from gateway_authz.entra.rbac import Permission, Plane, RbacGrant, RbacPolicy, authorize, permission_for, scope_covers
+from gateway_authz.entra.roles import AZURE_RELAY_LISTENER, AZURE_RELAY_OWNER, AZURE_RELAY_SENDER, BUILTIN_ROLES
 
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000000"
 RG = f"{SUB}/resourceGroups/rg"

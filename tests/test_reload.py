@@ -27,12 +27,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_authz.app import create_admin_app, create_app
-from gateway_authz.appkeys import HOLDER, SERVICE
-from gateway_authz.config import load_settings
-from gateway_authz.model import AuthzRequest, headers_from_pairs
-from gateway_authz.reload import ConfigHolder
-from gateway_authz.settings import Settings
+from gateway_authz.config.loader import load_settings
+from gateway_authz.config.reload import ConfigHolder
+from gateway_authz.core.appkeys import HOLDER, SERVICE
+from gateway_authz.core.model import AuthzRequest, headers_from_pairs
+from gateway_authz.core.settings import Settings
+from gateway_authz.http.app import create_admin_app, create_app
 
 HOST = "contoso.servicebus.windows.net"
 NOW = 1_800_000_000.0

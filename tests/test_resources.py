@@ -1,6 +1,6 @@
 """Resources: the canonical form of request paths and token ``sr`` URIs, and the prefix cases P1-P17.
 
-Specifications for :mod:`gateway_authz.resources`. The rule under test sits on the hybrid connection ``orders``
+Specifications for :mod:`gateway_authz.core.resources`. The rule under test sits on the hybrid connection ``orders``
 (``sb://contoso.servicebus.windows.net/orders``); parse-level cases go through ``parse_sr`` /
 ``canonical_segments`` / ``canonical_host``, scope cases through ``DecisionService.decide`` with SDK-minted tokens
 whose ``sr`` (before the SDK's own encoding) is the one listed in security-cases.md §1B.
@@ -26,9 +26,9 @@ from _factories import (
     sdk_token,
 )
 
-from gateway_authz.errors import InvalidCredential, NotPermitted
-from gateway_authz.model import Decision
-from gateway_authz.resources import (
+from gateway_authz.core.errors import InvalidCredential, NotPermitted
+from gateway_authz.core.model import Decision
+from gateway_authz.core.resources import (
     MAX_TARGET_LENGTH,
     ResourceIndex,
     ResourcePath,

@@ -1,6 +1,6 @@
 """SAS tokens: known-answer vectors, SDK-minted tokens, and the parsing / signature cases S1-S9, S11, S12.
 
-Specifications for :mod:`gateway_authz.sas`. Each security case of ``security-cases.md`` §1B has a test whose name
+Specifications for :mod:`gateway_authz.sas.token`. Each security case of ``security-cases.md`` §1B has a test whose name
 carries its id; where the design makes a choice the test name says which. Known answers come from
 ``../shared/vectors`` (read in place, never copied); SDK tokens are minted at test time by ``azure-servicebus``'s
 own ``generate_sas_token``.
@@ -51,12 +51,12 @@ from _factories import (
     uri,
 )
 
-from gateway_authz.errors import AuthzError, InvalidCredential
-from gateway_authz.model import Right
-from gateway_authz.policy import CompiledPolicy
-from gateway_authz.resources import parse_sr
-from gateway_authz.sas import MAX_EXPIRY, MAX_SAS_LENGTH, RuleKeys, SasToken, parse_sas, sign_sas, verify_sas
-from gateway_authz.settings import AuthorizationRule
+from gateway_authz.core.errors import AuthzError, InvalidCredential
+from gateway_authz.core.model import Right
+from gateway_authz.core.resources import parse_sr
+from gateway_authz.core.settings import AuthorizationRule
+from gateway_authz.sas.policy import CompiledPolicy
+from gateway_authz.sas.token import MAX_EXPIRY, MAX_SAS_LENGTH, RuleKeys, SasToken, parse_sas, sign_sas, verify_sas
 
 SKEW = 300
 ALL = frozenset(Right)

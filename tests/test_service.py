@@ -1,7 +1,7 @@
 """The decision core: ``DecisionService.decide`` never raises, never allows from an error path, fills a deny's
 context, applies dry-run as designed, and follows a configuration swap (key rotation) without a restart.
 
-Specifications for :mod:`gateway_authz.service`, driven through ``create_app(settings, audit_sink=list.append,
+Specifications for :mod:`gateway_authz.decision.service`, driven through ``create_app(settings, audit_sink=list.append,
 watch_config=False)`` and ``app[SERVICE]`` with a fake clock, or through ``DecisionService`` directly where a fake
 seam (a broken configuration source, a fake JWT authorizer) is the point.
 """
@@ -31,14 +31,14 @@ from _factories import (
     mint,
 )
 
-from gateway_authz.audit import AuditLog
-from gateway_authz.errors import InvalidCredential
-from gateway_authz.metrics import Metrics
-from gateway_authz.model import AuthzRequest, Decision, Right, headers_from_pairs
-from gateway_authz.reload import Runtime
-from gateway_authz.resources import ResolvedResource
-from gateway_authz.service import DecisionService
-from gateway_authz.settings import AuthorizationRule
+from gateway_authz.config.reload import Runtime
+from gateway_authz.core.errors import InvalidCredential
+from gateway_authz.core.metrics import Metrics
+from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
+from gateway_authz.core.resources import ResolvedResource
+from gateway_authz.core.settings import AuthorizationRule
+from gateway_authz.decision.audit import AuditLog
+from gateway_authz.decision.service import DecisionService
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)
@@ -68,7 +68,7 @@ class BrokenPolicyRuntime:
 def direct_service(source: Any, *, jwt: Any = None) -> tuple[DecisionService, list[bytes], list[bytes]]:
     audit: list[bytes] = []
     ops: list[bytes] = []
-    from gateway_authz.audit import make_ops_logger
+    from gateway_authz.decision.audit import make_ops_logger
 
     service = DecisionService(
         source, audit=AuditLog(audit.append), metrics=Metrics(), jwt=jwt, ops_log=make_ops_logger(ops.append)

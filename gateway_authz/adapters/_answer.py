@@ -7,9 +7,9 @@ from aiohttp import web
 from aiohttp.http import HttpVersion, HttpVersion11
 from multidict import CIMultiDict
 
-from .._memo import BoundedMemo, IdentityMemo
-from ..model import Decision
-from ._prepared import PreparedAnswer, Wire
+from ..core.memo import BoundedMemo, IdentityMemo
+from ..core.model import Decision
+from ..http._prepared import PreparedAnswer, Wire
 
 __all__ = ["WWW_AUTHENTICATE", "allow_headers", "answer_bytes", "deny_body", "http_response", "preparable"]
 

@@ -1,6 +1,6 @@
 """The two translations of Envoy's gRPC ext_authz messages; no I/O, no decisions.
 
-``CheckRequest`` -> :class:`~gateway_authz.model.AuthzRequest` and :class:`~gateway_authz.model.Decision` ->
+``CheckRequest`` -> :class:`~gateway_authz.core.model.AuthzRequest` and :class:`~gateway_authz.core.model.Decision` ->
 ``CheckResponse``, with Envoy's own generated protos (``xds-protos``).
 
 Wire facts relied on (Envoy 1.40, observed; ``gateways.md`` §3)
@@ -36,9 +36,9 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
-from .._memo import BoundedMemo
-from ..errors import NotPermitted
-from ..model import AuthzRequest, Decision, Right, headers_from_pairs
+from ..core.errors import NotPermitted
+from ..core.memo import BoundedMemo
+from ..core.model import AuthzRequest, Decision, Right, headers_from_pairs
 from ._answer import WWW_AUTHENTICATE, allow_headers, deny_body
 
 __all__ = ["check_request_to_authz", "decision_to_check_response"]
@@ -80,7 +80,7 @@ def _malformed(detail: str) -> NotPermitted:
 def check_request_to_authz(request: Any) -> AuthzRequest:
     """Translate an ``envoy.service.auth.v3.CheckRequest`` into the one internal request model.
 
-    Raises :class:`~gateway_authz.errors.NotPermitted` (``malformed_request``, with a ``detail`` for the
+    Raises :class:`~gateway_authz.core.errors.NotPermitted` (``malformed_request``, with a ``detail`` for the
     audit) when the request is incomplete or out of bounds: the servicer answers that with a 403 denial.
     """
     if not request.HasField("attributes"):
@@ -183,7 +183,7 @@ def _route_context(extensions: Mapping[str, str]) -> Mapping[str, str]:
 
 
 def decision_to_check_response(decision: Decision) -> Any:
-    """Translate a :class:`~gateway_authz.model.Decision` into an ``envoy.service.auth.v3.CheckResponse``.
+    """Translate a :class:`~gateway_authz.core.model.Decision` into an ``envoy.service.auth.v3.CheckResponse``.
 
     Only ``allowed`` with status 200 becomes ``OK``; every other decision, however inconsistent, is a denial.
     """

@@ -26,7 +26,7 @@ class RequestHead(Protocol):
 
 
 class HeaderView(Mapping[str, tuple[str, ...]]):
-    """A read-only view of a request's headers with the shape of :func:`~gateway_authz.model.headers_from_pairs`.
+    """A read-only view of a request's headers with the shape of :func:`~gateway_authz.core.model.headers_from_pairs`.
 
     The decision reads a handful of headers (the credential carriers, a few forwarded fields) out of the dozen or
     so a gateway sends; grouping all of them into a new map on every request was a visible share of the

@@ -22,7 +22,7 @@ Answers
     * Any exception on the way: 503 ``internal_error``. Never ``OK``.
 
 Per-route settings: ``ExtAuthzPerRoute.check_settings.context_extensions`` (Envoy merges the vhost's map and
-the route's) arrive as :attr:`AuthzRequest.context <gateway_authz.model.AuthzRequest.context>`:
+the route's) arrive as :attr:`AuthzRequest.context <gateway_authz.core.model.AuthzRequest.context>`:
     * ``right``: ``Listen`` | ``Send`` | ``Manage`` (case-insensitive, passed on in canonical spelling): the
       right every request on this route requires, e.g. ``Manage`` on a management route. It adds to what the
       request itself asks for (``sb-hc-action``, configured ``managementRoutes``): the token must grant all of
@@ -53,9 +53,9 @@ from aiohttp import web
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 
-from ..appkeys import SERVICE
-from ..errors import AuthzError, CannotVerify, NotPermitted
-from ..model import AuthzRequest, Decision
+from ..core.appkeys import SERVICE
+from ..core.errors import AuthzError, CannotVerify, NotPermitted
+from ..core.model import AuthzRequest, Decision
 from ._envoy_grpc_wire import check_request_to_authz, decision_to_check_response
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import SERVICE
-from ..model import AuthzRequest
+from ..core.appkeys import SERVICE
+from ..core.model import AuthzRequest
 from ._answer import http_response
 from ._headers import HeaderView, RequestHead
 

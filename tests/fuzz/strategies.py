@@ -18,7 +18,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
 from hypothesis import strategies as st
 
-from gateway_authz.model import AuthzRequest, headers_from_pairs
+from gateway_authz.core.model import AuthzRequest, headers_from_pairs
 
 from . import world as w
 from .targets import mutate, mutate_text

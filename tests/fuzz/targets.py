@@ -39,14 +39,16 @@ from multidict import CIMultiDict
 
 from gateway_authz.adapters import envoy_http, forward_auth, nginx
 from gateway_authz.adapters._envoy_grpc_wire import check_request_to_authz, decision_to_check_response
-from gateway_authz.adapters._prepared import PreparedAnswer
 from gateway_authz.adapters.envoy_grpc import AuthorizationServicer
-from gateway_authz.app import fast_decision_handler
-from gateway_authz.appkeys import SERVICE
-from gateway_authz.config import parse_settings
-from gateway_authz.credentials import FoundCredential, QueryFacts, find_credential, parse_query
-from gateway_authz.errors import CannotVerify, ConfigError, InvalidCredential, NotPermitted
-from gateway_authz.jwk import (
+from gateway_authz.config.loader import parse_settings
+from gateway_authz.config.reload import Runtime
+from gateway_authz.core.appkeys import SERVICE
+from gateway_authz.core.errors import CannotVerify, ConfigError, InvalidCredential, NotPermitted
+from gateway_authz.core.model import AuthzRequest, headers_from_pairs
+from gateway_authz.core.resources import ResourcePath, canonical_host, canonical_segments, parse_sr, split_target
+from gateway_authz.core.settings import Identity, Issuer
+from gateway_authz.decision.credentials import FoundCredential, QueryFacts, find_credential, parse_query
+from gateway_authz.entra.jwk import (
     _PRIVATE_MEMBERS,
     SUPPORTED_ALGORITHMS,
     JwkError,
@@ -56,14 +58,12 @@ from gateway_authz.jwk import (
     parse_jwk,
     parse_jwk_set,
 )
-from gateway_authz.jwks import JwksCache, JwksFetchError
-from gateway_authz.jwt import MAX_TOKEN_BYTES, VerifiedJwt, bearer_token, verify_jwt
-from gateway_authz.model import AuthzRequest, headers_from_pairs
-from gateway_authz.rbac import RbacPolicy
-from gateway_authz.reload import Runtime
-from gateway_authz.resources import ResourcePath, canonical_host, canonical_segments, parse_sr, split_target
-from gateway_authz.sas import MAX_EXPIRY, MAX_SAS_LENGTH, SAS_PREFIX, RuleKeys, SasToken, parse_sas, verify_sas
-from gateway_authz.settings import Identity, Issuer
+from gateway_authz.entra.jwks import JwksCache, JwksFetchError
+from gateway_authz.entra.jwt import MAX_TOKEN_BYTES, VerifiedJwt, bearer_token, verify_jwt
+from gateway_authz.entra.rbac import RbacPolicy
+from gateway_authz.http._prepared import PreparedAnswer
+from gateway_authz.http.app import fast_decision_handler
+from gateway_authz.sas.token import MAX_EXPIRY, MAX_SAS_LENGTH, SAS_PREFIX, RuleKeys, SasToken, parse_sas, verify_sas
 
 from . import world as w
 

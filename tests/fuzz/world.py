@@ -27,19 +27,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from gateway_authz.audit import AuditLog
-from gateway_authz.credentials import find_credential, parse_query
-from gateway_authz.identity import EntraAuthorizer
-from gateway_authz.jwk import KeySet, parse_jwk_set
-from gateway_authz.jwt import IssuerRegistry, VerifiedJwt, bearer_token
-from gateway_authz.metrics import Metrics
-from gateway_authz.model import AuthzRequest, Decision, Right, headers_from_pairs
-from gateway_authz.reload import Runtime
-from gateway_authz.resources import split_target
-from gateway_authz.roles import BUILTIN_ROLES
-from gateway_authz.sas import SAS_PREFIX, parse_sas, sign_sas
-from gateway_authz.service import DecisionService
-from gateway_authz.settings import (
+from gateway_authz.config.reload import Runtime
+from gateway_authz.core.metrics import Metrics
+from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
+from gateway_authz.core.resources import split_target
+from gateway_authz.core.settings import (
     AuthorizationRule,
     Entity,
     EntityKind,
@@ -51,6 +43,14 @@ from gateway_authz.settings import (
     SasSettings,
     Settings,
 )
+from gateway_authz.decision.audit import AuditLog
+from gateway_authz.decision.credentials import find_credential, parse_query
+from gateway_authz.decision.service import DecisionService
+from gateway_authz.entra.authorizer import EntraAuthorizer
+from gateway_authz.entra.jwk import KeySet, parse_jwk_set
+from gateway_authz.entra.jwt import IssuerRegistry, VerifiedJwt, bearer_token
+from gateway_authz.entra.roles import BUILTIN_ROLES
+from gateway_authz.sas.token import SAS_PREFIX, parse_sas, sign_sas
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # `python tests/perf/x.py` as well as `python -m tests.perf.x`
     sys.path.insert(0, str(REPO_ROOT))
 
-from gateway_authz.sas import SAS_PREFIX, sign_sas  # noqa: E402
+from gateway_authz.sas.token import SAS_PREFIX, sign_sas  # noqa: E402
 
 HOST = "contoso.servicebus.windows.net"
 PATH = "/orders"

@@ -54,9 +54,9 @@ def run_quietly(argv: list[str], *, timeout: float) -> subprocess.CompletedProce
 
 def jwt_wired() -> bool:
     """Whether a configured issuer makes the service verify JWTs (else the JWT rows are left out)."""
-    from gateway_authz.app import create_app
-    from gateway_authz.appkeys import SERVICE
-    from gateway_authz.config import load_settings
+    from gateway_authz.config.loader import load_settings
+    from gateway_authz.core.appkeys import SERVICE
+    from gateway_authz.http.app import create_app
 
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "probe.yaml"

@@ -32,8 +32,8 @@ from tests.perf import _fixtures as fx
 
 def _structures(app: Any) -> dict[str, int]:
     """Sizes of everything that grows with distinct requests or credentials."""
-    from gateway_authz import resources
-    from gateway_authz.appkeys import HOLDER, SERVICE
+    from gateway_authz.core import resources
+    from gateway_authz.core.appkeys import HOLDER, SERVICE
 
     runtime = app[HOLDER].runtime
     service = app[SERVICE]
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-entries", type=int, default=100_000, help="decisionMaxEntries (100,000)")
     args = parser.parse_args(argv)
 
-    from gateway_authz.app import create_app
-    from gateway_authz.appkeys import SERVICE
-    from gateway_authz.config import load_settings
+    from gateway_authz.config.loader import load_settings
+    from gateway_authz.core.appkeys import SERVICE
+    from gateway_authz.http.app import create_app
     from tests.perf.micro import envoy_request
 
     devnull = open(os.devnull, "wb")  # noqa: SIM115 -- for the life of the run

@@ -73,8 +73,8 @@ def _devnull_sink() -> Callable[[bytes], object]:
 
 
 def build_app(jwt_signer: fx.JwtSigner | None, workdir: Path) -> Any:
-    from gateway_authz.app import create_app
-    from gateway_authz.config import load_settings
+    from gateway_authz.config.loader import load_settings
+    from gateway_authz.http.app import create_app
 
     path = workdir / "micro.yaml"
     path.write_text(yaml.safe_dump(fx.config(jwks=jwt_signer.jwks if jwt_signer else None)))
@@ -82,7 +82,7 @@ def build_app(jwt_signer: fx.JwtSigner | None, workdir: Path) -> Any:
 
 
 def envoy_request(credential_header: str, credential: str) -> Any:
-    from gateway_authz.model import AuthzRequest, headers_from_pairs
+    from gateway_authz.core.model import AuthzRequest, headers_from_pairs
 
     headers = [
         ("host", fx.HOST),
@@ -139,7 +139,7 @@ def _inline_loop(service: Any, request: bytes) -> Callable[[int], float]:
     transport that keeps nothing: aiohttp's parser, the adapter, ``decide_now`` and the answer's bytes."""
     from aiohttp import web
 
-    from gateway_authz.listener import _InlineServer
+    from gateway_authz.http.listener import _InlineServer
 
     class _Discard(asyncio.Transport):
         writes = 0
@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from gateway_authz.adapters import envoy_http
-    from gateway_authz.app import fast_decision_handler
-    from gateway_authz.appkeys import SERVICE
+    from gateway_authz.core.appkeys import SERVICE
+    from gateway_authz.http.app import fast_decision_handler
     from tests.perf._gateways import jwt_wired
 
     def n(count: int) -> int:

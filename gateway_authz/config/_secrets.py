@@ -1,0 +1,117 @@
+"""Key values of authorization rules: a literal string, ``{env: NAME}`` or ``{file: PATH}``.
+
+Keys are resolved once, at load, so a missing variable or an unreadable file stops the config from loading
+instead of failing requests later. Every resolved value is remembered (with its location) so that the config
+fingerprint changes when a secret file does. No message here ever contains a key: only locations, variable
+names and paths.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from ._reader import Reader, at, show
+
+__all__ = ["MAX_KEY_LENGTH", "MAX_SECRET_FILE_BYTES", "Secrets"]
+
+MAX_KEY_LENGTH = 256
+MAX_SECRET_FILE_BYTES = 64 * 1024
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Secrets:
+    """Resolves keys against an environment and a base directory, remembering each for the fingerprint."""
+
+    def __init__(self, reader: Reader, environ: Mapping[str, str], base_dir: Path) -> None:
+        self._reader = reader
+        self._environ = environ
+        self._base_dir = base_dir
+        self.resolved: list[tuple[str, str]] = []
+
+    def key(self, value: object, location: str) -> str | None:
+        """The key at ``location``; ``None`` (after recording why) when it cannot be had or is unusable.
+
+        A missing or ``null`` key is reported by the caller's schema check, so it is simply ``None`` here.
+        """
+        if value is None:
+            return None
+        if isinstance(value, str):
+            resolved: str | None = value
+        elif isinstance(value, dict):
+            resolved = self._reference(value, location)
+        else:
+            self._reader.add(location, "must be a key string, {env: NAME} or {file: PATH}")
+            return None
+        if resolved is None or not self._usable(resolved, location):
+            return None
+        self.resolved.append((location, resolved))
+        return resolved
+
+    def _reference(self, value: dict[object, object], location: str) -> str | None:
+        """Follow an ``{env: NAME}`` or ``{file: PATH}`` reference."""
+        if len(value) != 1 or not ({"env", "file"} & value.keys()):
+            names = ", ".join(show(k) for k in value)
+            self._reader.add(location, f"must hold exactly one of env or file, not {names or 'nothing'}")
+            return None
+        if "env" in value:
+            return self._from_env(value["env"], location)
+        return self._from_file(value["file"], location)
+
+    def _from_env(self, name: object, location: str) -> str | None:
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            self._reader.add(at(location, "env"), "must be an environment variable name")
+            return None
+        text = self._environ.get(name)
+        if text is None:
+            self._reader.add(location, f"environment variable {name} is not set")
+            return None
+        return text
+
+    def _from_file(self, name: object, location: str) -> str | None:
+        """Read a secret file (relative paths from the config's directory) and strip one trailing newline.
+
+        Exactly one newline goes, because ``echo key > file`` adds one and Kubernetes secret files have none;
+        any other whitespace is left in place and then rejected, since it is almost always a copy-paste slip.
+        """
+        if not isinstance(name, str) or not name or "\x00" in name:
+            self._reader.add(at(location, "file"), "must be a file path")
+            return None
+        path = self._base_dir / name
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        except OSError as exc:
+            self._reader.add(location, f"cannot read secret file {name}: {exc.strerror or type(exc).__name__}")
+            return None
+        if len(data) > MAX_SECRET_FILE_BYTES:
+            self._reader.add(location, f"secret file {name} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self._reader.add(location, f"secret file {name} is not UTF-8 text")
+            return None
+        if text.endswith("\r\n"):
+            return text[:-2]
+        return text.removesuffix("\n")
+
+    def _usable(self, key: str, location: str) -> bool:
+        """Reject keys that cannot be right: empty, over-long, control characters or outer whitespace."""
+        if not key:
+            self._reader.add(location, "must not be empty")
+            return False
+        if len(key) > MAX_KEY_LENGTH:
+            self._reader.add(location, f"is longer than {MAX_KEY_LENGTH} characters")
+            return False
+        try:
+            key.encode("utf-8")  # the HMAC key is the key's UTF-8 bytes; undecodable env bytes arrive as surrogates
+        except UnicodeEncodeError:
+            self._reader.add(location, "must be valid UTF-8 text")
+            return False
+        if _BAD_KEY_CHARS.search(key) or key != key.strip():
+            self._reader.add(location, "must not contain control characters or leading or trailing whitespace")
+            return False
+        return True

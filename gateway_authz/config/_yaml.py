@@ -1,0 +1,145 @@
+"""Config text to a plain tree, safely: safe loader, no silent duplicate keys, bounded aliases.
+
+``yaml.safe_load`` alone has three traps for an authorization config. A repeated key (two ``primaryKey``
+lines) silently keeps the last one; anchors and aliases can make a small file expand into billions of values
+("billion laughs") that the validator would then walk; and deep nesting overflows the recursive composer. This
+module closes all three and reports them as located problems. JSON is valid YAML, except that PyYAML refuses
+tab indentation, so a document that YAML cannot read but that starts with ``{`` is tried as JSON as well.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, ScalarNode
+
+from ..core.errors import ConfigProblem
+from ._reader import show
+
+__all__ = ["MAX_EXPANDED_VALUES", "parse_tree"]
+
+# Values the document may expand to once aliases are followed; a 1 MiB file written out has far fewer.
+MAX_EXPANDED_VALUES = 1_000_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``SafeLoader`` that records every duplicate mapping key (merge keys ``<<`` still override)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[ConfigProblem] = []
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                mark = key_node.start_mark
+                self.duplicates.append(ConfigProblem(_mark(mark.line, mark.column), f"duplicate property {show(key)}"))
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _mark(line: int, column: int) -> str:
+    """A location in the text, for problems found before there is a tree to name a property path in."""
+    return f"line {line + 1}, column {column + 1}"
+
+
+def parse_tree(text: str) -> tuple[object, list[ConfigProblem]]:
+    """The document as plain Python values, with the problems that stop it from being one."""
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as exc:  # the reader refuses control characters before parsing starts
+        line, column = text.count("\n", 0, exc.position), exc.position - (text.rfind("\n", 0, exc.position) + 1)
+        problem = ConfigProblem(_mark(line, column), f"not valid YAML: character {exc.character:#04x} is not allowed")
+        return _json_fallback(text, problem)
+    try:
+        tree: object = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = _mark(mark.line, mark.column) if mark is not None else ""
+        problem = ConfigProblem(where, f"not valid YAML: {exc.problem or exc.context or 'syntax error'}")
+        return _json_fallback(text, problem)
+    except ValueError:  # an integer with more digits than Python is willing to convert
+        return None, [ConfigProblem("", "not valid YAML: a number has too many digits")]
+    except yaml.YAMLError as exc:
+        return None, [ConfigProblem("", f"not valid YAML: {type(exc).__name__}")]
+    except RecursionError:
+        return None, [ConfigProblem("", "the document is nested too deeply")]
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        return None, loader.duplicates
+    return _checked(tree)
+
+
+def _json_fallback(text: str, yaml_problem: ConfigProblem) -> tuple[object, list[ConfigProblem]]:
+    """Read a JSON document that PyYAML refused (tab indentation); otherwise keep the YAML problem."""
+    if not text.lstrip().startswith("{"):
+        return None, [yaml_problem]
+    duplicates: list[ConfigProblem] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result:
+                duplicates.append(ConfigProblem("", f"duplicate property {show(key)}"))
+            result[key] = value
+        return result
+
+    def constant(name: str) -> None:
+        raise ValueError(name)
+
+    try:
+        tree: object = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except (ValueError, RecursionError):
+        return None, [yaml_problem]
+    if duplicates:
+        return None, duplicates
+    return _checked(tree)
+
+
+def _checked(tree: object) -> tuple[object, list[ConfigProblem]]:
+    if tree is None:
+        return None, [ConfigProblem("", "the file holds no configuration")]
+    size = _expanded_size(tree)
+    if size is None:
+        return None, [ConfigProblem("", "the document refers to itself through an alias")]
+    if size > MAX_EXPANDED_VALUES:
+        return None, [ConfigProblem("", f"the document expands to more than {MAX_EXPANDED_VALUES} values")]
+    return tree, []
+
+
+def _expanded_size(root: object) -> int | None:
+    """How many values the tree holds with every alias written out; ``None`` if it contains itself.
+
+    Shared lists and mappings are counted once per reference but sized once (memoised by identity), so this
+    is linear in the parsed size even when the expansion is exponential. Iterative: no recursion limit.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[object, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if not isinstance(node, list | dict):
+            continue
+        children = list(node.values()) if isinstance(node, dict) else node
+        key = id(node)
+        if finished:
+            total = 1 + len(node) + sum(sizes.get(id(child), 0) for child in children)
+            sizes[key] = min(total, MAX_EXPANDED_VALUES + 1)
+            open_nodes.discard(key)
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            return None
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children)
+    return sizes.get(id(root), 1)

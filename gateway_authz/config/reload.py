@@ -1,0 +1,139 @@
+"""The configuration in use, and how it changes without a restart.
+
+The file is re-read every ``cache.configTtlSeconds`` (and on SIGHUP), on a worker thread; when what it resolves
+to (the file and every ``{env:}``/``{file:}`` secret) differs from what is serving, a new :class:`Runtime` is
+compiled and swapped in whole on the event loop, which also drops the decision cache. A file that fails to load
+keeps the last good configuration serving; the failure is logged, counted, and shown by readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import ConfigError
+from ..core.metrics import Metrics
+from ..core.settings import Settings
+from ..decision.cache import DecisionCache
+from ..entra.rbac import RbacPolicy
+from ..sas.policy import CompiledPolicy
+
+__all__ = ["ConfigHolder", "Runtime"]
+
+Loader = Callable[[str], Settings]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """One configuration compiled for serving, with the decision cache that belongs to it."""
+
+    settings: Settings
+    policy: CompiledPolicy
+    rbac: RbacPolicy
+    cache: DecisionCache
+    loaded_at: float
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
+        cache = settings.cache
+        return cls(
+            settings=settings,
+            policy=CompiledPolicy(settings),
+            rbac=RbacPolicy.from_settings(settings),
+            cache=DecisionCache(maxsize=cache.decision_max_entries, ttl=cache.decision_ttl_seconds, clock=clock),
+            loaded_at=clock(),
+        )
+
+
+class ConfigHolder:
+    """Holds the serving :class:`Runtime`; :meth:`reload` swaps in a changed file, :meth:`watch` polls it."""
+
+    def __init__(
+        self,
+        path: str,
+        settings: Settings,
+        *,
+        loader: Loader,
+        metrics: Metrics,
+        ops_log: Any,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._loader = loader
+        self._metrics = metrics
+        self._log = ops_log
+        self._clock = clock
+        self.runtime = Runtime.build(settings, clock=clock)
+        self.last_error: str | None = None
+        self.on_change: list[Callable[[Settings], None]] = []  # run before a new configuration starts serving
+        self._reloading = asyncio.Lock()
+        self._pending: set[asyncio.Task[bool]] = set()
+        metrics.config_loaded(self.runtime.loaded_at)
+
+    def reload(self) -> bool:
+        """Re-read the file; returns whether a new configuration is now serving. Never raises."""
+        return self._apply(self._read())
+
+    async def reload_in_thread(self) -> bool:
+        """:meth:`reload`, with the file read and parsed on a worker thread.
+
+        Reading can take as long as the volume under it (a ConfigMap, a secrets mount) and parsing grows with the
+        file; on the event loop either would hold up every decision meanwhile. Only the read happens off the
+        loop: the comparison and the swap stay on it, and reloads run one at a time.
+        """
+        async with self._reloading:
+            return self._apply(await asyncio.to_thread(self._read))
+
+    def reload_soon(self) -> None:
+        """Start :meth:`reload_in_thread` and return at once: for a signal handler, which cannot wait."""
+        task = asyncio.get_running_loop().create_task(self.reload_in_thread())
+        self._pending.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._pending.discard)
+
+    def _read(self) -> Settings | list[str]:
+        """The file's settings, or what keeps it from loading. Never raises, and changes nothing: safe off the loop."""
+        try:
+            return self._loader(self.path)
+        except ConfigError as exc:
+            return [str(p) for p in exc.problems]
+        except Exception as exc:  # unreadable, half-written, anything: the last good config keeps serving
+            return [f"{type(exc).__name__}: {exc}"]
+
+    def _apply(self, read: Settings | list[str]) -> bool:
+        """Swap in ``read`` if it is a configuration that differs from the one serving; log and count either way."""
+        if isinstance(read, list):
+            self._failed(read)
+            return False
+        settings = read
+        self.last_error = None
+        self._metrics.config_last_reload_ok.set(1)
+        if settings.fingerprint == self.runtime.settings.fingerprint:
+            self._metrics.config_reloads.labels("unchanged").inc()
+            return False
+        try:
+            runtime = Runtime.build(settings, clock=self._clock)
+            for hook in self.on_change:
+                hook(settings)
+        except Exception as exc:  # a config the loader passed but a component refuses: keep the last good one
+            self._failed([f"{type(exc).__name__}: {exc}"])
+            return False
+        self.runtime = runtime
+        self._metrics.config_reloads.labels("changed").inc()
+        self._metrics.config_loaded(self.runtime.loaded_at)
+        self._log.info("config.reloaded", path=self.path, fingerprint=settings.fingerprint[:12])
+        return True
+
+    def _failed(self, problems: list[str]) -> None:
+        self.last_error = "; ".join(problems)[:2000]
+        self._metrics.config_reloads.labels("failed").inc()
+        self._metrics.config_last_reload_ok.set(0)
+        self._log.error("config.reload_failed", path=self.path, problems=problems[:50], keeping="last good config")
+
+    async def watch(self) -> None:
+        """Reload every ``configTtlSeconds`` until cancelled."""
+        while True:
+            await asyncio.sleep(self.runtime.settings.cache.config_ttl_seconds)
+            await self.reload_in_thread()
