@@ -32,9 +32,9 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from gateway_authz.adapters._answer import WWW_AUTHENTICATE
-from gateway_authz.config.reload import Runtime
 from gateway_authz.core.appkeys import METRICS, SERVICE
 from gateway_authz.decision.audit import AuditLog
+from gateway_authz.decision.runtime import Runtime
 from gateway_authz.decision.service import DecisionService
 
 TOKEN = mint("/orders")

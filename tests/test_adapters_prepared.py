@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from gateway_authz.adapters import _answer
 from gateway_authz.core.errors import CannotVerify, InvalidCredential, NotPermitted
 from gateway_authz.core.model import Decision, Right
+from gateway_authz.http import _prepared
 from gateway_authz.http._prepared import PreparedAnswer
 
 DECISIONS: dict[str, Decision] = {
@@ -46,13 +47,13 @@ _DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
 
 def _plain(decision: Decision) -> web.Response:
     """What aiohttp writes for the same answer with none of the preparing."""
-    answer = _answer._answer(decision)
+    answer = _answer.wire_answer(decision)
     return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
 
 
 async def _server(aiohttp_server: Any, decision: Decision, seen: list[type]) -> Any:
     async def prepared(request: web.Request) -> web.StreamResponse:
-        response = _answer.http_response(decision, request)
+        response = _prepared.http_response(decision, request)
         seen.append(type(response))
         return response
 
@@ -140,7 +141,7 @@ async def test_framing_changes_take_aiohttps_own_response(
 
 async def test_header_injection_is_never_prepared(aiohttp_server: Any) -> None:
     """A value with CR/LF gets no prepared bytes; aiohttp's own serializer refuses it: no answer, never the header."""
-    assert _answer._answer(INJECTION).head is None
+    assert _answer.wire_answer(INJECTION).head is None
     seen: list[type] = []
     server = await _server(aiohttp_server, INJECTION, seen)
     answer = await _exchange(server.port, _request("GET", "/prepared"))

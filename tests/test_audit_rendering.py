@@ -13,9 +13,9 @@ from types import MappingProxyType
 
 import pytest
 
-from gateway_authz.decision import audit as audit_module
 from gateway_authz.core.errors import InvalidCredential, NotPermitted
 from gateway_authz.core.model import AuthzRequest, Decision, Right
+from gateway_authz.decision import audit as audit_module
 from gateway_authz.decision.audit import AuditLog
 
 DECISIONS = {

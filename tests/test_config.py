@@ -1,4 +1,4 @@
-"""Tests for gateway_authz.config.loader: the YAML schema, every validation rule, secrets, fingerprint and starter config."""
+"""Tests for gateway_authz.config.loader: the YAML schema, validation rules, secrets, fingerprint, starter config."""
 
 from __future__ import annotations
 

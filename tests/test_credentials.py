@@ -1,6 +1,6 @@
 """Credential carriers and precedence (Azure Relay's), and the transport cases T1-T6.
 
-Specifications for :mod:`gateway_authz.decision.credentials`: the ``sb-hc-token`` query parameter, else the
+Specifications for :mod:`gateway_authz.core.credentials`: the ``sb-hc-token`` query parameter, else the
 ``ServiceBusAuthorization`` header, else ``Authorization``. Unit tests call ``parse_query`` / ``find_credential``;
 the T cases go through ``DecisionService.decide`` with SDK-minted tokens and assert status, reason and which
 carriers the gateway is told to strip.
@@ -25,9 +25,9 @@ from _factories import (
     mint,
 )
 
+from gateway_authz.core.credentials import MAX_CREDENTIAL_LENGTH, QueryFacts, find_credential, parse_query
 from gateway_authz.core.errors import AuthzError, InvalidCredential, NotPermitted
 from gateway_authz.core.model import AuthzRequest, Right, headers_from_pairs
-from gateway_authz.decision.credentials import MAX_CREDENTIAL_LENGTH, QueryFacts, find_credential, parse_query
 
 TOKEN = mint("/orders")
 OTHER_TOKEN = mint("/orders", SEND_ONLY, SEND_ONLY_KEY)  # valid too, for another principal

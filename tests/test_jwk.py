@@ -1,4 +1,4 @@
-"""gateway_authz.entra.jwk: JWK ingest (security-cases J16, J17 member handling) and the strict JSON/base64url helpers."""
+"""gateway_authz.entra.jwk: JWK ingest (security-cases J16, J17 member handling) and strict JSON/base64url."""
 
 from __future__ import annotations
 

@@ -38,10 +38,10 @@ from _factories import (
     uri,
 )
 
+from gateway_authz.core.credentials import parse_query
 from gateway_authz.core.errors import AuthzError, NotPermitted
 from gateway_authz.core.model import Decision, Right
 from gateway_authz.core.settings import AuthorizationRule
-from gateway_authz.decision.credentials import parse_query
 from gateway_authz.sas.policy import CompiledPolicy
 from gateway_authz.sas.token import RuleKeys, parse_sas
 

@@ -39,13 +39,13 @@ from fuzz.targets import rejoin
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway_authz.adapters._answer import http_response
 from gateway_authz.core.errors import AuthzError, InvalidCredential
 from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
 from gateway_authz.core.resources import ResourcePath, canonical_segments, parse_sr
 from gateway_authz.core.settings import CacheSettings, EntityKind, RoleAssignment, RoleDefinition
 from gateway_authz.entra.rbac import Permission, Plane, RbacPolicy, permission_for
 from gateway_authz.entra.roles import BUILTIN_ROLES
+from gateway_authz.http._prepared import http_response
 from gateway_authz.sas.token import SasToken, parse_sas
 
 

@@ -31,14 +31,15 @@ from _factories import (
     mint,
 )
 
-from gateway_authz.config.reload import Runtime
 from gateway_authz.core.errors import InvalidCredential
 from gateway_authz.core.metrics import Metrics
 from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
 from gateway_authz.core.resources import ResolvedResource
 from gateway_authz.core.settings import AuthorizationRule
 from gateway_authz.decision.audit import AuditLog
+from gateway_authz.decision.runtime import Runtime
 from gateway_authz.decision.service import DecisionService
+from gateway_authz.entra.rbac import RbacPolicy
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)
@@ -107,7 +108,7 @@ class _FakeJwt:
         self.seen: list[str] = []
 
     async def authorize(
-        self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
+        self, token: str, rbac: RbacPolicy, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
     ) -> tuple[Decision, float]:
         self.seen.append(token)
         if self.error is not None:

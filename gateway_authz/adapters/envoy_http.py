@@ -7,14 +7,10 @@ its ``allowed_headers`` lets through (include ``servicebusauthorization``, ``x-r
 
 from __future__ import annotations
 
-from aiohttp import web
-
-from ..core.appkeys import SERVICE
 from ..core.model import AuthzRequest
-from ._answer import http_response
 from ._headers import HeaderView, RequestHead
 
-__all__ = ["PATH_PREFIX", "handle", "to_authz_request"]
+__all__ = ["PATH_PREFIX", "to_authz_request"]
 
 PATH_PREFIX = "/ext_authz"
 
@@ -32,8 +28,3 @@ def to_authz_request(request: RequestHead) -> AuthzRequest:
         scheme=headers.single("x-forwarded-proto") or "http",
         request_id=headers.single("x-request-id"),
     )
-
-
-async def handle(request: web.Request) -> web.StreamResponse:
-    decision = await request.app[SERVICE].decide(to_authz_request(request))
-    return http_response(decision, request)

@@ -8,14 +8,10 @@ a client cannot supply its own. A missing or repeated one is a deny.
 
 from __future__ import annotations
 
-from aiohttp import web
-
-from ..core.appkeys import SERVICE
 from ..core.model import AuthzRequest
-from ._answer import http_response
 from ._headers import HeaderView, RequestHead
 
-__all__ = ["handle", "to_authz_request"]
+__all__ = ["to_authz_request"]
 
 
 def to_authz_request(request: RequestHead) -> AuthzRequest:
@@ -29,8 +25,3 @@ def to_authz_request(request: RequestHead) -> AuthzRequest:
         scheme=headers.single("x-forwarded-proto") or "http",
         request_id=headers.single("x-request-id"),
     )
-
-
-async def handle(request: web.Request) -> web.StreamResponse:
-    decision = await request.app[SERVICE].decide(to_authz_request(request))
-    return http_response(decision, request)

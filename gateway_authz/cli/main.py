@@ -265,9 +265,9 @@ async def _decide_offline(settings: Settings, request: AuthzRequest) -> dict[str
 async def _explain_jwt(app: web.Application, request: AuthzRequest) -> tuple[str, ...] | None:
     """The RBAC explanation of a verified JWT's decision (see ``EntraAuthorizer.explain``), or None."""
     from ..core.appkeys import HOLDER, JWT
+    from ..core.credentials import find_credential, parse_query
     from ..core.errors import AuthzError
     from ..core.resources import split_target
-    from ..decision.credentials import find_credential, parse_query
 
     runtime = app[HOLDER].runtime
     try:
@@ -278,6 +278,6 @@ async def _explain_jwt(app: web.Application, request: AuthzRequest) -> tuple[str
         found = find_credential(request, query)
         if found is None or found.kind != "jwt":
             return None
-        return await app[JWT].explain(found.value, runtime, resolved, rights, time.time())
+        return await app[JWT].explain(found.value, runtime.rbac, resolved, rights, time.time())
     except AuthzError:
         return None

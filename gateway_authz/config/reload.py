@@ -11,41 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.metrics import Metrics
 from ..core.settings import Settings
-from ..decision.cache import DecisionCache
-from ..entra.rbac import RbacPolicy
-from ..sas.policy import CompiledPolicy
+from ..decision.runtime import Runtime
 
-__all__ = ["ConfigHolder", "Runtime"]
+__all__ = ["ConfigHolder", "Loader"]
 
 Loader = Callable[[str], Settings]
-
-
-@dataclass(frozen=True, slots=True)
-class Runtime:
-    """One configuration compiled for serving, with the decision cache that belongs to it."""
-
-    settings: Settings
-    policy: CompiledPolicy
-    rbac: RbacPolicy
-    cache: DecisionCache
-    loaded_at: float
-
-    @classmethod
-    def build(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
-        cache = settings.cache
-        return cls(
-            settings=settings,
-            policy=CompiledPolicy(settings),
-            rbac=RbacPolicy.from_settings(settings),
-            cache=DecisionCache(maxsize=cache.decision_max_entries, ttl=cache.decision_ttl_seconds, clock=clock),
-            loaded_at=clock(),
-        )
 
 
 class ConfigHolder:

@@ -17,9 +17,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ..core.credentials import AUTHZ_HEADER, SBA_HEADER
 from ..core.memo import BoundedMemo
 from ..core.model import AuthzRequest, Decision
-from .credentials import AUTHZ_HEADER, SBA_HEADER
 
 __all__ = ["DecisionCache"]
 

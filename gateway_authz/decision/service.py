@@ -12,15 +12,16 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from ..config.reload import Runtime
+from ..core.credentials import FoundCredential, find_credential, parse_query
 from ..core.errors import AuthzError, CannotVerify, InvalidCredential, NotPermitted
 from ..core.memo import BoundedMemo, IdentityMemo
 from ..core.metrics import Metrics
 from ..core.model import AuthzRequest, Decision, Right
 from ..core.resources import ResolvedResource, split_target
+from ..entra.rbac import RbacPolicy
 from ..sas.token import parse_sas
 from .audit import AuditLog
-from .credentials import FoundCredential, find_credential, parse_query
+from .runtime import Runtime
 
 __all__ = ["DecisionService", "JwtAuthorizer", "RuntimeSource"]
 
@@ -44,7 +45,7 @@ class JwtAuthorizer(Protocol):
     """
 
     async def authorize(
-        self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
+        self, token: str, rbac: RbacPolicy, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
     ) -> tuple[Decision, float]: ...
 
 
@@ -216,7 +217,7 @@ class DecisionService:
                 raise InvalidCredential("unknown_issuer", "no JWT issuer is configured")
             found = pending.found
             decision, expires_at = await self._jwt.authorize(
-                found.value, runtime, pending.resolved, pending.rights, self._clock()
+                found.value, runtime.rbac, pending.resolved, pending.rights, self._clock()
             )
             decision = dataclasses.replace(decision, strip_headers=found.strip_headers, strip_query=found.strip_query)
             runtime.cache.put(pending.key, decision, expires_at)

@@ -1,8 +1,9 @@
 """Bearer JWTs in the decision service: verify with the issuer's keys, then evaluate Azure role assignments.
 
-:class:`EntraAuthorizer` is what :class:`~gateway_authz.decision.service.DecisionService` calls for a JWT credential. The key
-cache (:mod:`.jwks`) outlives configuration reloads (unchanged issuers keep their keys); role assignments come from
-the :class:`~gateway_authz.config.reload.Runtime` of the request, so a removed assignment stops working at the next reload.
+:class:`EntraAuthorizer` is what :class:`~gateway_authz.decision.service.DecisionService` calls for a JWT
+credential. The key cache (:mod:`.jwks`) outlives configuration reloads (unchanged issuers keep their keys); role
+assignments come from the serving role-assignment index (:class:`~gateway_authz.entra.rbac.RbacPolicy`), built
+with each configuration, so a removed assignment stops working at the next reload.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 from aiohttp import web
 
-from ..config.reload import Runtime
 from ..core.errors import NotPermitted
 from ..core.metrics import Metrics
 from ..core.model import Decision, Right
 from ..core.resources import ResolvedResource
 from ..core.settings import Settings
 from .jwks import HttpJwksFetcher, JwksCache, JwksFetchError
-from .rbac import RbacGrant, permission_for
+from .rbac import RbacGrant, RbacPolicy, permission_for
 
 __all__ = ["EntraAuthorizer"]
 
@@ -78,7 +78,7 @@ class EntraAuthorizer:
                 self._fetcher.attach(None)
 
     async def authorize(
-        self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
+        self, token: str, rbac: RbacPolicy, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
     ) -> tuple[Decision, float]:
         """The decision on ``token`` (a 403 too: it is as stable as an allow) and when it stops holding: ``exp``."""
         verified = await self.keys.verify(token, now=now)
@@ -91,7 +91,7 @@ class EntraAuthorizer:
         grant: RbacGrant | None = None
         try:
             for right in rights:
-                grant = runtime.rbac.authorize(
+                grant = rbac.authorize(
                     verified.oid,
                     verified.groups,
                     scope,
@@ -125,7 +125,7 @@ class EntraAuthorizer:
         return allow, verified.expires_at
 
     async def explain(
-        self, token: str, runtime: Runtime, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
+        self, token: str, rbac: RbacPolicy, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
     ) -> tuple[str, ...]:
         """For ``gateway-authz check``: each of the token's principal's assignments and whether it applies.
 
@@ -137,7 +137,7 @@ class EntraAuthorizer:
         lines: list[str] = []
         for right in rights:
             permission = permission_for(right, kind)
-            found = runtime.rbac.explain(verified.oid, verified.groups, scope, permission)
+            found = rbac.explain(verified.oid, verified.groups, scope, permission)
             lines.extend(f"{permission.action}: {line}" if len(rights) > 1 else line for line in found)
         if not lines:
             groups = " or to any group in the token" if verified.groups else ""

@@ -14,50 +14,14 @@ is an answer with a header value that aiohttp would refuse to write.
 
 from __future__ import annotations
 
-import re
-import time
-from email.utils import formatdate
-from http import HTTPStatus
-
 from aiohttp import web
-from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.http import HttpVersion, HttpVersion11
+from multidict import CIMultiDict
 
-__all__ = ["PreparedAnswer", "Wire"]
+from ..adapters._answer import Wire, wire_answer
+from ..core.model import Decision
 
-# What aiohttp's header serializer refuses (a header injection): CR, LF and the other control characters but TAB.
-_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-class Wire:
-    """One answer (status, headers, body) and, when aiohttp would write its headers, its bytes but the ``Date``.
-
-    ``head`` is the status line and headers up to the ``Date`` value and ``tail`` what follows it; ``head`` is
-    ``None`` when a header holds a byte aiohttp refuses to write (a header injection), so that the answer is
-    never prepared and goes to aiohttp, which refuses it.
-    """
-
-    __slots__ = ("body", "head", "headers", "status", "tail")
-
-    def __init__(self, status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.head: bytes | None = None
-        self.tail = b""
-        if any(_FORBIDDEN.search(name) or _FORBIDDEN.search(value) for name, value in headers):
-            return
-        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in headers]
-        # The order aiohttp writes them in: the response's own headers, Content-Length, Date, Server.
-        lines.append(f"Content-Length: {len(body)}\r\nDate: ")
-        self.head = "".join(lines).encode("utf-8")
-        self.tail = f"\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode() + body
-
-    def dated(self) -> bytes:
-        """The whole answer as aiohttp would write it now: ``head``, the current second's ``Date``, ``tail``."""
-        if self.head is None:
-            raise ValueError("an answer with a header aiohttp refuses to write has no bytes of its own")
-        return self.head + _date_header() + self.tail
+__all__ = ["PreparedAnswer", "answer_bytes", "http_response", "preparable"]
 
 
 class PreparedAnswer(web.StreamResponse):
@@ -79,21 +43,21 @@ class PreparedAnswer(web.StreamResponse):
         await request.writer.write_eof(wire.dated())
 
 
-class _DateHeader:
-    """The HTTP date of the current second, formatted once per second."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def __call__(self) -> bytes:
-        second = int(time.time())
-        if second != self._second:
-            self._value = formatdate(second, usegmt=True).encode("ascii")
-            self._second = second
-        return self._value
+def http_response(decision: Decision, request: web.BaseRequest) -> web.StreamResponse:
+    """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial)."""
+    answer = wire_answer(decision)
+    if answer.head is not None and preparable(request.version, request.keep_alive, request.method):
+        return PreparedAnswer(answer)
+    return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
 
 
-_date_header = _DateHeader()
+def preparable(version: HttpVersion, keep_alive: bool, method: str) -> bool:
+    """Whether a request's framing lets prepared bytes answer it (see _prepared): HTTP/1.1, kept open, not HEAD."""
+    return version == HttpVersion11 and keep_alive and method != "HEAD"
+
+
+def answer_bytes(decision: Decision) -> bytes | None:
+    """The whole answer to a :func:`preparable` request, as :class:`PreparedAnswer` writes it; ``None`` when a
+    header holds a byte aiohttp refuses to write."""
+    answer = wire_answer(decision)
+    return None if answer.head is None else answer.dated()

@@ -17,7 +17,6 @@ import orjson
 from aiohttp import web
 
 from ..adapters import envoy_http, forward_auth, nginx
-from ..adapters._answer import http_response
 from ..adapters._headers import RequestHead
 from ..config.reload import ConfigHolder, Loader
 from ..core.appkeys import HOLDER, JWT, METRICS, SERVICE
@@ -27,8 +26,9 @@ from ..core.settings import Settings
 from ..decision.audit import AuditLog, Sink, make_ops_logger
 from ..decision.service import DecisionService
 from ..entra.authorizer import EntraAuthorizer
+from ._prepared import http_response
 
-__all__ = ["Adapter", "create_admin_app", "create_app", "decision_adapter", "fast_decision_handler"]
+__all__ = ["Adapter", "create_admin_app", "create_app", "decision_adapter", "decision_handler", "fast_decision_handler"]
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 Adapter = Callable[[RequestHead], AuthzRequest]
@@ -78,9 +78,9 @@ def create_app(
     app[METRICS] = metrics
     app[JWT] = jwt
     app.cleanup_ctx.append(jwt.lifecycle)
-    app.router.add_route("*", _ENVOY_ROUTE, envoy_http.handle)
-    app.router.add_route("*", "/auth", nginx.handle)
-    app.router.add_route("*", "/forward-auth", forward_auth.handle)
+    app.router.add_route("*", _ENVOY_ROUTE, decision_handler(envoy_http.to_authz_request))
+    app.router.add_route("*", "/auth", decision_handler(nginx.to_authz_request))
+    app.router.add_route("*", "/forward-auth", decision_handler(forward_auth.to_authz_request))
     if watch_config and (config_path or settings.source):
         app.cleanup_ctx.append(_watch_config)
     if grpc_address is not None:
@@ -90,6 +90,15 @@ def create_app(
         app.cleanup_ctx.append(grpc_ctx)
         app.on_shutdown.append(grpc_ctx.on_shutdown)  # gRPC stops taking calls when HTTP does, not after
     return app
+
+
+def decision_handler(adapter: Adapter) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler of one decision route: the gateway's adapter, the decision service, the answer."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return http_response(await request.app[SERVICE].decide(adapter(request)), request)
+
+    return handle
 
 
 def fast_decision_handler(app: web.Application, fallback: Handler) -> Handler:

@@ -15,7 +15,7 @@ the order of the requests on the connection, pipelined or not.
 A request is answered inline when it is what a gateway sends for a check: HTTP/1.1 on a kept-alive connection,
 no body, no ``Expect`` or upgrade, not ``HEAD``, a path of a decision route, the peer reading its answers, and a
 decision that needs no waiting (everything but a bearer token not verified yet). The answer is the same
-:class:`~gateway_authz.http._prepared.Wire` bytes the handler path writes; the decision is the same
+:class:`~gateway_authz.adapters._answer.Wire` bytes the handler path writes; the decision is the same
 :meth:`DecisionService.decide_now` that :meth:`~DecisionService.decide` is made of, with its audit line and
 metrics. Parsing, limits, malformed requests (aiohttp's 400), keep-alive timeouts and shutdown stay aiohttp's.
 
@@ -35,9 +35,9 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDictProxy
 
-from ..adapters._answer import answer_bytes, preparable
 from ..core.appkeys import SERVICE
 from ..decision.service import DecisionService
+from ._prepared import answer_bytes, preparable
 from .app import decision_adapter, fast_decision_handler
 
 __all__ = ["DecisionRunner", "answers_inline"]

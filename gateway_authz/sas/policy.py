@@ -16,12 +16,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..core.credentials import QueryFacts
 from ..core.errors import CannotVerify, InvalidCredential, NotPermitted
 from ..core.memo import BoundedMemo
 from ..core.model import AuthzRequest, Right
 from ..core.resources import ResolvedResource, ResourceIndex, ResourcePath, canonical_segments
 from ..core.settings import Entity, Namespace, SasSettings, Settings
-from ..decision.credentials import QueryFacts
 from .token import RuleKeys, SasToken, VerifiedSas, verify_sas
 
 __all__ = ["CompiledPolicy"]

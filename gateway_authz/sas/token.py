@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Literal, NamedTuple
 from urllib.parse import quote_plus, unquote_to_bytes, urlencode
 
+from ..core.credentials import SAS_PREFIX
 from ..core.errors import InvalidCredential
 from ..core.memo import BoundedMemo
 from ..core.model import Right
@@ -34,7 +35,6 @@ __all__ = [
     "verify_sas",
 ]
 
-SAS_PREFIX = "SharedAccessSignature "
 MAX_SAS_LENGTH = 4096
 MAX_EXPIRY = 253_402_300_799  # 9999-12-31T23:59:59Z: beyond it no client computes a date
 _FIELDS = frozenset({"sr", "sig", "se", "skn"})

@@ -43,11 +43,11 @@ from gateway_authz.adapters.envoy_grpc import AuthorizationServicer
 from gateway_authz.config.loader import parse_settings
 from gateway_authz.config.reload import Runtime
 from gateway_authz.core.appkeys import SERVICE
+from gateway_authz.core.credentials import FoundCredential, QueryFacts, find_credential, parse_query
 from gateway_authz.core.errors import CannotVerify, ConfigError, InvalidCredential, NotPermitted
 from gateway_authz.core.model import AuthzRequest, headers_from_pairs
 from gateway_authz.core.resources import ResourcePath, canonical_host, canonical_segments, parse_sr, split_target
 from gateway_authz.core.settings import Identity, Issuer
-from gateway_authz.decision.credentials import FoundCredential, QueryFacts, find_credential, parse_query
 from gateway_authz.entra.jwk import (
     _PRIVATE_MEMBERS,
     SUPPORTED_ALGORITHMS,
@@ -62,7 +62,7 @@ from gateway_authz.entra.jwks import JwksCache, JwksFetchError
 from gateway_authz.entra.jwt import MAX_TOKEN_BYTES, VerifiedJwt, bearer_token, verify_jwt
 from gateway_authz.entra.rbac import RbacPolicy
 from gateway_authz.http._prepared import PreparedAnswer
-from gateway_authz.http.app import fast_decision_handler
+from gateway_authz.http.app import decision_handler, fast_decision_handler
 from gateway_authz.sas.token import MAX_EXPIRY, MAX_SAS_LENGTH, SAS_PREFIX, RuleKeys, SasToken, parse_sas, verify_sas
 
 from . import world as w
@@ -415,7 +415,7 @@ def http_request(world: w.World, gateway: str, method: str, path: str, headers: 
         return  # not a request line aiohttp's parser would ever produce
     adapter = _ADAPTERS[gateway]
     decision = world.check(adapter.to_authz_request(mocked))  # type: ignore[attr-defined]
-    status, headers, body = _answer_of(w.drive(adapter.handle(mocked)))  # type: ignore[attr-defined]
+    status, headers, body = _answer_of(w.drive(decision_handler(adapter.to_authz_request)(mocked)))  # type: ignore[attr-defined]
     assert status in (200, 401, 403)
     assert (status == 200) is decision.allowed
     if status == 401:
@@ -430,7 +430,7 @@ def http_request(world: w.World, gateway: str, method: str, path: str, headers: 
     if routed is None or mocked.headers.get("Expect"):
         assert fast.status == 404
         return
-    expected = w.drive(routed.handle(mocked))  # type: ignore[attr-defined]
+    expected = w.drive(decision_handler(routed.to_authz_request)(mocked))  # type: ignore[attr-defined]
     assert _answer_of(fast) == _answer_of(expected)
 
 

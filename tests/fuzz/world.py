@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from gateway_authz.config.reload import Runtime
+from gateway_authz.core.credentials import find_credential, parse_query
 from gateway_authz.core.metrics import Metrics
 from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
 from gateway_authz.core.resources import split_target
@@ -44,7 +45,6 @@ from gateway_authz.core.settings import (
     Settings,
 )
 from gateway_authz.decision.audit import AuditLog
-from gateway_authz.decision.credentials import find_credential, parse_query
 from gateway_authz.decision.service import DecisionService
 from gateway_authz.entra.authorizer import EntraAuthorizer
 from gateway_authz.entra.jwk import KeySet, parse_jwk_set

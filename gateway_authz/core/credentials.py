@@ -16,7 +16,6 @@ from urllib.parse import unquote_plus, unquote_to_bytes
 
 from ..core.errors import InvalidCredential, NotPermitted
 from ..core.model import AuthzRequest, Right
-from ..sas.token import SAS_PREFIX
 
 __all__ = [
     "MAX_CREDENTIAL_LENGTH",
@@ -27,6 +26,7 @@ __all__ = [
 ]
 
 MAX_CREDENTIAL_LENGTH = 16 * 1024
+SAS_PREFIX = "SharedAccessSignature "  # what starts a SAS token, in every carrier
 TOKEN_PARAM = "sb-hc-token"  # noqa: S105 -- a parameter name, not a secret
 ACTION_PARAM = "sb-hc-action"
 SBA_HEADER = "servicebusauthorization"
