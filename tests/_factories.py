@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -415,37 +414,12 @@ def assert_decision(decision: Decision, status: int, reason: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The shared reference directory (vectors); never copied into the project
+# Vendored test vectors (tests/vectors; sources and license in tests/vectors/README.md)
 # --------------------------------------------------------------------------------------------------------------
 
-
-def shared_dir() -> Path | None:
-    """``../shared`` next to the project (``GATEWAY_AUTHZ_SHARED`` overrides), or ``None`` when absent."""
-    override = os.environ.get("GATEWAY_AUTHZ_SHARED")
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "shared"
-    return path if (path / "vectors").is_dir() else None
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
-MISSING_SHARED = object()
-
-
-def require_shared() -> Path:
-    """The shared directory; skips loudly when it is absent, and fails instead under CI."""
-    path = shared_dir()
-    if path is None:
-        message = (
-            "SHARED TEST VECTORS NOT FOUND: ../shared/vectors is absent (set GATEWAY_AUTHZ_SHARED to the shared "
-            "directory); the SAS known-answer and Wycheproof HMAC vectors were NOT run"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return path
-
-
-def load_shared_json(relative: str) -> Any:
-    """A JSON file under the shared directory, or :data:`MISSING_SHARED` when the directory is absent."""
-    path = shared_dir()
-    if path is None:
-        return MISSING_SHARED
-    return json.loads((path / relative).read_text(encoding="utf-8"))
+def load_vectors(relative: str) -> Any:
+    """A JSON file under ``tests/vectors``."""
+    return json.loads((VECTORS / relative).read_text(encoding="utf-8"))

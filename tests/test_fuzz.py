@@ -20,15 +20,15 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from fuzz import strategies as s
-from fuzz import targets
-from fuzz.world import HOST, SIGNERS, World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway_authz.core.errors import InvalidCredential
 from gateway_authz.core.model import AuthzRequest, headers_from_pairs
 from gateway_authz.sas.token import parse_sas
+from tests.fuzz import strategies as s
+from tests.fuzz import targets
+from tests.fuzz.world import HOST, SIGNERS, World
 
 SCALE = float(os.environ.get("GATEWAY_AUTHZ_FUZZ_SCALE", "1"))
 RANDOM = os.environ.get("GATEWAY_AUTHZ_FUZZ_RANDOM") == "1"

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
-from _factories import fake_key
 from azure.servicebus._pyamqp.utils import generate_sas_token
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,6 +24,7 @@ from gateway_authz.config.loader import load_settings
 from gateway_authz.core.errors import ConfigError
 from gateway_authz.core.metrics import Metrics
 from gateway_authz.http.app import create_app
+from tests._factories import fake_key
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"

@@ -33,9 +33,6 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from fuzz import world as w
-from fuzz.strategies import PLAUSIBLE_REQUESTS
-from fuzz.targets import rejoin
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -47,6 +44,9 @@ from gateway_authz.entra.rbac import Permission, Plane, RbacPolicy, permission_f
 from gateway_authz.entra.roles import BUILTIN_ROLES
 from gateway_authz.http._prepared import http_response
 from gateway_authz.sas.token import SasToken, parse_sas
+from tests.fuzz import world as w
+from tests.fuzz.strategies import PLAUSIBLE_REQUESTS
+from tests.fuzz.targets import rejoin
 
 
 def prop(examples: int) -> settings:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 import atheris  # noqa: E402  (after the path set-up; installed by hand: pip install atheris)
 
@@ -22,7 +22,7 @@ def load_instrumented() -> None:
 
 def run(one_input: Callable[[bytes], None], seeds: Iterable[bytes], name: str) -> None:
     """Fuzz ``one_input`` with libFuzzer's arguments from the command line; seed a corpus when none is given."""
-    from fuzz.targets import COUNTS
+    from tests.fuzz.targets import COUNTS
 
     argv = list(sys.argv)
     if not any(not arg.startswith("-") for arg in argv[1:]):

@@ -22,9 +22,9 @@ from _atheris_main import load_instrumented, run
 
 load_instrumented()
 
-from fuzz import targets  # noqa: E402
-from fuzz import world as w  # noqa: E402
-from fuzz.strategies import VALID_JWT  # noqa: E402
+from tests.fuzz import targets  # noqa: E402
+from tests.fuzz import world as w  # noqa: E402
+from tests.fuzz.strategies import VALID_JWT  # noqa: E402
 
 WORLD = w.World()
 

@@ -26,7 +26,7 @@ from gateway_authz.core.model import Right
 from gateway_authz.core.settings import EntityKind, Settings
 from gateway_authz.entra.roles import AZURE_RELAY_SENDER, BUILTIN_ROLES
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "gateway-authz.yaml"
 KEY = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5PQ=="
 OTHER_KEY = "c2Vjb25kYXJ5LWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY="

@@ -1,9 +1,9 @@
 """SAS tokens: known-answer vectors, SDK-minted tokens, and the parsing / signature cases S1-S9, S11, S12.
 
-Specifications for :mod:`gateway_authz.sas.token`. Each security case of ``security-cases.md`` §1B has a test whose name
-carries its id; where the design makes a choice the test name says which. Known answers come from
-``../shared/vectors`` (read in place, never copied); SDK tokens are minted at test time by ``azure-servicebus``'s
-own ``generate_sas_token``.
+Specifications for :mod:`gateway_authz.sas.token`. Each security case of ``security-cases.md`` §1B has a test
+whose name carries its id; where the design makes a choice the test name says which. Known answers come from
+``tests/vectors/sas_kat.json`` (vendored; see ``tests/vectors/README.md``); SDK tokens are minted at test time by
+``azure-servicebus``'s own ``generate_sas_token``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,15 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_to_bytes
 
 import pytest
-from _factories import (
+
+from gateway_authz.core.errors import AuthzError, InvalidCredential
+from gateway_authz.core.model import Right
+from gateway_authz.core.resources import parse_sr
+from gateway_authz.core.settings import AuthorizationRule
+from gateway_authz.sas.policy import CompiledPolicy
+from gateway_authz.sas.token import MAX_EXPIRY, MAX_SAS_LENGTH, RuleKeys, SasToken, parse_sas, sign_sas, verify_sas
+from tests._factories import (
     HOST,
-    MISSING_SHARED,
     NOW,
     ORDERS_LISTEN_RULE,
     ORDERS_SEND,
@@ -40,23 +46,15 @@ from _factories import (
     hand_token,
     harness,
     hc,
-    load_shared_json,
+    load_vectors,
     make_request,
     make_settings,
     mint,
     replace_field,
-    require_shared,
     sdk_token,
     signature,
     uri,
 )
-
-from gateway_authz.core.errors import AuthzError, InvalidCredential
-from gateway_authz.core.model import Right
-from gateway_authz.core.resources import parse_sr
-from gateway_authz.core.settings import AuthorizationRule
-from gateway_authz.sas.policy import CompiledPolicy
-from gateway_authz.sas.token import MAX_EXPIRY, MAX_SAS_LENGTH, RuleKeys, SasToken, parse_sas, sign_sas, verify_sas
 
 SKEW = 300
 ALL = frozenset(Right)
@@ -96,22 +94,17 @@ PLUS_SLASH_SIG = unquote(dict(fields(PLUS_SLASH))["sig"])
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Known-answer vectors (../shared/vectors/sas_kat.json)
+# Known-answer vectors (tests/vectors/sas_kat.json)
 # --------------------------------------------------------------------------------------------------------------
 
-_KAT = load_shared_json("vectors/sas_kat.json")
-KAT_VECTORS = [MISSING_SHARED] if _KAT is MISSING_SHARED else _KAT["vectors"]
+KAT_VECTORS: list[Any] = load_vectors("sas_kat.json")["vectors"]
 # Vectors whose HMAC is right but whose resource must be refused (the note in the file says why).
 _RESOURCE_REFUSED = {"negative-double-encoded-sr"}
 
 
-@pytest.mark.parametrize(
-    "vector", KAT_VECTORS, ids=lambda v: "shared-vectors-missing" if v is MISSING_SHARED else v["name"]
-)
+@pytest.mark.parametrize("vector", KAT_VECTORS, ids=lambda v: v["name"])
 def test_kat_vector(vector: Any) -> None:
     """Every shared SAS vector: valid ones verify under the UTF-8 key at an injected now, negative ones are refused."""
-    if vector is MISSING_SHARED:
-        require_shared()
     rule = AuthorizationRule(vector["keyName"], vector["key"], None, ALL)
     se = vector["se"]
     raw = dict(fields(vector["token"]))
@@ -142,13 +135,11 @@ def test_kat_vector(vector: Any) -> None:
 
 @pytest.mark.parametrize(
     "vector",
-    [v for v in KAT_VECTORS if v is MISSING_SHARED or v["name"].startswith("sdk-python")],
-    ids=lambda v: "shared-vectors-missing" if v is MISSING_SHARED else v["name"],
+    [v for v in KAT_VECTORS if v["name"].startswith("sdk-python")],
+    ids=lambda v: v["name"],
 )
 def test_kat_sdk_vectors_are_reproduced_by_sign_sas(vector: Any) -> None:
     """``sign_sas`` reproduces the SDK-minted vectors byte for byte."""
-    if vector is MISSING_SHARED:
-        require_shared()
     assert sign_sas(vector["resource"], vector["keyName"], vector["key"], vector["se"]) == vector["token"]
 
 
@@ -573,12 +564,10 @@ def test_S9_flipped_signature_byte_in_a_real_token_is_bad_signature(index: int) 
     assert verify_refusal(token, ROOT_RULE) == "bad_signature"
 
 
-_WYCHEPROOF = load_shared_json("vectors/wycheproof/hmac_sha256_test.json")
+_WYCHEPROOF: Any = load_vectors("wycheproof/hmac_sha256_test.json")
 
 
 def _wycheproof_cases(tag_bits: int) -> list[Any]:
-    if _WYCHEPROOF is MISSING_SHARED:
-        return [pytest.param(MISSING_SHARED, id="shared-vectors-missing")]
     return [
         pytest.param(test, id=f"tc{test['tcId']}-key{group['keySize']}-tag{group['tagSize']}")
         for group in _WYCHEPROOF["testGroups"]
@@ -604,8 +593,6 @@ def _raw_key_rule_keys(key: bytes) -> RuleKeys:
 @pytest.mark.parametrize("case", _wycheproof_cases(256))
 def test_S9_wycheproof_hmac_sha256_full_tags_through_rule_keys(case: Any) -> None:
     """Wycheproof HMAC-SHA256 (256-bit tags): RuleKeys.match accepts exactly the tags labelled valid."""
-    if case is MISSING_SHARED:
-        require_shared()
     key, msg, tag = (bytes.fromhex(case[k]) for k in ("key", "msg", "tag"))
     expected = "primary" if case["result"] == "valid" else None
     assert _raw_key_rule_keys(key).match(msg, tag) == expected
@@ -620,16 +607,12 @@ def test_S9_wycheproof_hmac_sha256_full_tags_through_rule_keys(case: Any) -> Non
 @pytest.mark.parametrize("case", _wycheproof_cases(128))
 def test_S9_wycheproof_truncated_128_bit_tags_are_always_refused(case: Any) -> None:
     """Wycheproof 128-bit (truncated) tags, even those valid for truncated HMAC, never match a SAS rule."""
-    if case is MISSING_SHARED:
-        require_shared()
     key, msg, tag = (bytes.fromhex(case[k]) for k in ("key", "msg", "tag"))
     assert _raw_key_rule_keys(key).match(msg, tag) is None
 
 
 def test_S9_wycheproof_corpus_size() -> None:
     """The full-tag corpus is the 87 cases security-cases.md §2.1 counts (the file was not swapped or cut)."""
-    if _WYCHEPROOF is MISSING_SHARED:
-        require_shared()
     assert len(_wycheproof_cases(256)) == 87
 
 

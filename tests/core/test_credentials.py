@@ -11,7 +11,11 @@ from __future__ import annotations
 from urllib.parse import quote, quote_plus
 
 import pytest
-from _factories import (
+
+from gateway_authz.core.credentials import MAX_CREDENTIAL_LENGTH, QueryFacts, find_credential, parse_query
+from gateway_authz.core.errors import AuthzError, InvalidCredential, NotPermitted
+from gateway_authz.core.model import AuthzRequest, Right, headers_from_pairs
+from tests._factories import (
     HOST,
     NOW,
     ORDERS_LISTEN,
@@ -24,10 +28,6 @@ from _factories import (
     make_request,
     mint,
 )
-
-from gateway_authz.core.credentials import MAX_CREDENTIAL_LENGTH, QueryFacts, find_credential, parse_query
-from gateway_authz.core.errors import AuthzError, InvalidCredential, NotPermitted
-from gateway_authz.core.model import AuthzRequest, Right, headers_from_pairs
 
 TOKEN = mint("/orders")
 OTHER_TOKEN = mint("/orders", SEND_ONLY, SEND_ONLY_KEY)  # valid too, for another principal

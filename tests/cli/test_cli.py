@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
-from oidc_provider import TENANT, SigningKey, azure_claims
 
 from gateway_authz.cli.main import main
 from gateway_authz.config.loader import load_settings
 from gateway_authz.core.settings import AuthorizationRule, Settings
 from gateway_authz.sas.token import RuleKeys, parse_sas, verify_sas
+from tests.oidc_provider import TENANT, SigningKey, azure_claims
 
 HOST = "contoso.servicebus.windows.net"
 SUB = "/subscriptions/3f1c6a52-7d0e-4b8a-9c41-2a6e5b0d9f17"

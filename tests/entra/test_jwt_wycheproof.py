@@ -1,7 +1,6 @@
 """Project Wycheproof vectors through our own JWK ingest and JWS verification path (security-cases §2.1).
 
-Files are read from ``../shared/vectors/wycheproof`` (``GATEWAY_AUTHZ_SHARED`` overrides the shared directory);
-without them these tests skip with a loud reason, except under CI, where they fail.
+Files are vendored under ``tests/vectors/wycheproof`` (Apache-2.0; source and revision in ``tests/vectors/README.md``).
 
 - ``ecdsa_secp256r1_sha256_p1363_test.json``: every group key (``publicKeyJwk``, or built from ``wx``/``wy``)
   through :func:`parse_jwk`, every (msg, sig) through :func:`verify_signature` as ES256.
@@ -17,18 +16,16 @@ without them these tests skip with a loud reason, except under CI, where they fa
 
 from __future__ import annotations
 
-import json
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-from oidc_provider import b64u
 
 from gateway_authz.core.errors import InvalidCredential
 from gateway_authz.entra.jwk import SUPPORTED_ALGORITHMS, JwkError, VerificationKey, parse_jwk, parse_jwk_set
 from gateway_authz.entra.jwt import Jws, parse_jws, verify_signature
+from tests._factories import load_vectors
+from tests.oidc_provider import b64u
 
 # Wycheproof's JWS labels we dispute (security-cases.md §0.2: PyJWT and joserfc disagree with the same eight). They
 # are not skipped: each is run, and we assert our own documented verdict, which is to refuse the token.
@@ -42,49 +39,24 @@ DISPUTED: dict[int, str] = {
     372: "'?' inside a base64url segment, labelled valid; strict base64url (RFC 7515 §2) refuses it",
     373: "'?' inside a base64url segment, labelled valid; strict base64url (RFC 7515 §2) refuses it",
 }
-MISSING = "the Wycheproof vectors in ../shared/vectors/wycheproof are missing: these corpora were NOT run"
-
-
-def _shared_dir() -> Path | None:
-    candidates = [Path(os.environ["GATEWAY_AUTHZ_SHARED"])] if os.environ.get("GATEWAY_AUTHZ_SHARED") else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared")
-    return next((c for c in candidates if (c / "vectors" / "wycheproof").is_dir()), None)
 
 
 @cache
-def _load(name: str) -> dict[str, Any] | None:
-    shared = _shared_dir()
-    if shared is None:
-        return None
-    data: dict[str, Any] = json.loads((shared / "vectors" / "wycheproof" / name).read_text())
+def _load(name: str) -> dict[str, Any]:
+    """One vendored Wycheproof file (tests/vectors/wycheproof; sources and license in tests/vectors/README.md)."""
+    data: dict[str, Any] = load_vectors(f"wycheproof/{name}")
     return data
 
 
 def _cases(name: str) -> list[Any]:
     """One pytest param per test case, carrying its group; disputed labels get an id that says so."""
     data = _load(name)
-    if data is None:
-        return [pytest.param(None, None, id="vectors-missing")]
     disputed = DISPUTED if name == "json_web_signature_test.json" else {}
     return [
         pytest.param(group, case, id=f"{case['tcId']}-disputed" if case["tcId"] in disputed else str(case["tcId"]))
         for group in data["testGroups"]
         for case in group["tests"]
     ]
-
-
-def _require(group: Any) -> None:
-    if group is None:
-        if os.environ.get("CI"):
-            pytest.fail(MISSING)
-        pytest.skip(MISSING)
-
-
-def test_wycheproof_vectors_present() -> None:
-    """The shared Wycheproof corpora are present (a loud skip outside CI, a failure in CI)."""
-    _require(_load("json_web_signature_test.json"))
-    for name in ("ecdsa_secp256r1_sha256_p1363_test.json", "rsa_signature_2048_sha256_test.json"):
-        assert _load(name) is not None, name
 
 
 def _with_kid(jwk: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +90,6 @@ def _p256_jwk(group: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(("group", "case"), _cases("ecdsa_secp256r1_sha256_p1363_test.json"))
 def test_wycheproof_es256_p1363(group: Any, case: Any) -> None:
     """Wycheproof ECDSA P-256/SHA-256 in JWS (P1363) form: verdicts match through our ES256 path."""
-    _require(group)
     key = parse_jwk(_with_kid(_p256_jwk(group)))
     _expect(case, _raw_check(key, "ES256", bytes.fromhex(case["msg"]), bytes.fromhex(case["sig"])))
 
@@ -126,7 +97,6 @@ def test_wycheproof_es256_p1363(group: Any, case: Any) -> None:
 @pytest.mark.parametrize(("group", "case"), _cases("rsa_signature_2048_sha256_test.json"))
 def test_wycheproof_rs256(group: Any, case: Any) -> None:
     """Wycheproof RSA PKCS#1 v1.5 2048/SHA-256: verdicts match through our RS256 path."""
-    _require(group)
     key = parse_jwk(_with_kid(group["keyJwk"]))
     _expect(case, _raw_check(key, "RS256", bytes.fromhex(case["msg"]), bytes.fromhex(case["sig"])))
 
@@ -146,7 +116,6 @@ def _jws_outcome(jwk: Any, token: str) -> str:
 @pytest.mark.parametrize(("group", "case"), _cases("json_web_signature_test.json"))
 def test_wycheproof_json_web_signature(group: Any, case: Any) -> None:
     """Wycheproof JWS: valid tokens verify, invalid ones never do; symmetric keys are refused by policy."""
-    _require(group)
     jwk = group.get("public") or group.get("private")
     outcome = _jws_outcome(jwk, case["jws"])
     if case["tcId"] in DISPUTED:  # the label is wrong (see DISPUTED); our verdict is to refuse
@@ -168,7 +137,6 @@ BASE64_INVALID = (360, 361, 362, 363, 364, 365, 366, 368, 369, 371, 374, 375)
 def test_wycheproof_jws_base64_group_through_the_parser(tc_id: int) -> None:
     """Wycheproof JWS base64 cases: canonical encodings parse, spaces/junk/non-canonical bits do not."""
     data = _load("json_web_signature_test.json")
-    _require(data)
     assert data is not None
     case = next(c for g in data["testGroups"] for c in g["tests"] if c["tcId"] == tc_id)
     with pytest.raises(InvalidCredential) as info:
@@ -193,7 +161,6 @@ def _keyset_accepts(document: Any, token: str) -> bool:
 @pytest.mark.parametrize(("group", "case"), _cases("json_web_key_test.json"))
 def test_wycheproof_json_web_key(group: Any, case: Any) -> None:
     """Wycheproof JWK sets: weak, mixed, ambiguous and misused keys never verify; the good RS256 set does."""
-    _require(group)
     document = group.get("public") or group.get("private")
     accepted = _keyset_accepts(document, case["jws"])
     if any(member.get("kty") == "oct" for member in document["keys"]):

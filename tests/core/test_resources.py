@@ -11,7 +11,19 @@ from __future__ import annotations
 from urllib.parse import quote_plus
 
 import pytest
-from _factories import (
+
+from gateway_authz.core.errors import InvalidCredential, NotPermitted
+from gateway_authz.core.model import Decision
+from gateway_authz.core.resources import (
+    MAX_TARGET_LENGTH,
+    ResourceIndex,
+    ResourcePath,
+    canonical_host,
+    canonical_segments,
+    parse_sr,
+    split_target,
+)
+from tests._factories import (
     HOST,
     NOW,
     ORDERS_SEND,
@@ -24,18 +36,6 @@ from _factories import (
     make_request,
     make_settings,
     sdk_token,
-)
-
-from gateway_authz.core.errors import InvalidCredential, NotPermitted
-from gateway_authz.core.model import Decision
-from gateway_authz.core.resources import (
-    MAX_TARGET_LENGTH,
-    ResourceIndex,
-    ResourcePath,
-    canonical_host,
-    canonical_segments,
-    parse_sr,
-    split_target,
 )
 
 H = HOST

@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from _factories import (
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway_authz.core.appkeys import HOLDER
+from gateway_authz.core.errors import ConfigError, ConfigProblem
+from gateway_authz.core.metrics import Metrics
+from gateway_authz.core.settings import Settings
+from gateway_authz.http.app import create_admin_app
+from tests._factories import (
     HOST,
     ORDERS_SEND,
     ORDERS_SEND_KEY,
@@ -19,14 +27,6 @@ from _factories import (
     make_settings,
     mint,
 )
-from aiohttp.test_utils import TestClient
-from prometheus_client.parser import text_string_to_metric_families
-
-from gateway_authz.core.appkeys import HOLDER
-from gateway_authz.core.errors import ConfigError, ConfigProblem
-from gateway_authz.core.metrics import Metrics
-from gateway_authz.core.settings import Settings
-from gateway_authz.http.app import create_admin_app
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -19,7 +19,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from _factories import (
+from aiohttp import web
+
+from gateway_authz.core.model import AuthzRequest, Decision, Right
+from gateway_authz.http.listener import DecisionRunner, _InlineServer, answers_inline
+from tests._factories import (
     HOST,
     ORDERS_LISTEN,
     ORDERS_LISTEN_KEY,
@@ -29,10 +33,6 @@ from _factories import (
     harness,
     mint,
 )
-from aiohttp import web
-
-from gateway_authz.core.model import AuthzRequest, Decision, Right
-from gateway_authz.http.listener import DecisionRunner, _InlineServer, answers_inline
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)

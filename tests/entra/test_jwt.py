@@ -14,7 +14,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from oidc_provider import RELAY_AUDIENCE, TENANT, V1_TEMPLATE, V2_TEMPLATE, SigningKey, azure_claims, b64u
 
 from gateway_authz.core.errors import CannotVerify, InvalidCredential
 from gateway_authz.core.settings import Issuer
@@ -28,6 +27,7 @@ from gateway_authz.entra.jwt import (
     parse_jws,
     verify_jwt,
 )
+from tests.oidc_provider import RELAY_AUDIENCE, TENANT, V1_TEMPLATE, V2_TEMPLATE, SigningKey, azure_claims, b64u
 
 NOW = 1_700_000_000.0
 OID = "0b9c6b1e-3c0f-4a6e-9a49-1f6a3c1a2b3d"

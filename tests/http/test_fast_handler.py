@@ -11,7 +11,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from _factories import (
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from gateway_authz.http.app import fast_decision_handler
+from tests._factories import (
     HOST,
     ORDERS_LISTEN,
     ORDERS_LISTEN_KEY,
@@ -20,10 +24,6 @@ from _factories import (
     harness,
     mint,
 )
-from aiohttp.test_utils import TestClient
-from yarl import URL
-
-from gateway_authz.http.app import fast_decision_handler
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)

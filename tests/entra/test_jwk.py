@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from oidc_provider import SigningKey, b64u
 
 from gateway_authz.entra.jwk import (
     RSA_ALGORITHMS,
@@ -17,6 +16,7 @@ from gateway_authz.entra.jwk import (
     parse_jwk,
     parse_jwk_set,
 )
+from tests.oidc_provider import SigningKey, b64u
 
 
 @pytest.fixture(scope="module")

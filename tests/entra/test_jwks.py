@@ -15,11 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from oidc_provider import RELAY_AUDIENCE, TENANT, V1_TEMPLATE, V2_TEMPLATE, Behaviour, OidcProvider, SigningKey
 
 from gateway_authz.core.errors import CannotVerify, InvalidCredential
 from gateway_authz.core.settings import Identity, Issuer
 from gateway_authz.entra.jwks import HttpJwksFetcher, JwksCache, JwksFetchError, check_fetch_url
+from tests.oidc_provider import RELAY_AUDIENCE, TENANT, V1_TEMPLATE, V2_TEMPLATE, Behaviour, OidcProvider, SigningKey
 
 TTL = 3600.0
 COOLDOWN = 30.0

@@ -12,7 +12,12 @@ import textwrap
 from typing import Any
 
 import pytest
-from _factories import (
+from aiohttp.test_utils import TestClient
+
+from gateway_authz.config.loader import parse_settings
+from gateway_authz.core.errors import ConfigError
+from gateway_authz.core.model import Decision
+from tests._factories import (
     HOST,
     ORDERS_SEND,
     ORDERS_SEND_KEY,
@@ -27,11 +32,6 @@ from _factories import (
     mint,
     secret_forms,
 )
-from aiohttp.test_utils import TestClient
-
-from gateway_authz.config.loader import parse_settings
-from gateway_authz.core.errors import ConfigError
-from gateway_authz.core.model import Decision
 
 FORGED_ROOT = mint("/orders", ROOT, "not-the-root-key-" + "x" * 27)  # right key name, wrong key: bad signature
 

@@ -12,7 +12,10 @@ from datetime import datetime
 from urllib.parse import quote, quote_plus
 
 import pytest
-from _factories import (
+
+from gateway_authz.core.model import AuthzRequest, Decision
+from gateway_authz.decision.audit import AuditLog, redact_target
+from tests._factories import (
     ALL_KEYS,
     ORDERS_LISTEN,
     ORDERS_LISTEN_KEY,
@@ -29,9 +32,6 @@ from _factories import (
     replace_field,
     secret_forms,
 )
-
-from gateway_authz.core.model import AuthzRequest, Decision
-from gateway_authz.decision.audit import AuditLog, redact_target
 
 CONTRACT_FIELDS = {
     "timestamp",

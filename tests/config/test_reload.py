@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import yaml
-from _sas_sdk import mint_sas
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,6 +32,7 @@ from gateway_authz.core.appkeys import HOLDER, SERVICE
 from gateway_authz.core.model import AuthzRequest, headers_from_pairs
 from gateway_authz.core.settings import Settings
 from gateway_authz.http.app import create_admin_app, create_app
+from tests._sas_sdk import mint_sas
 
 HOST = "contoso.servicebus.windows.net"
 NOW = 1_800_000_000.0

@@ -12,7 +12,13 @@ import re
 from urllib.parse import quote
 
 import pytest
-from _factories import (
+
+from gateway_authz.core.appkeys import HOLDER
+from gateway_authz.core.errors import NotPermitted
+from gateway_authz.core.model import AuthzRequest, Decision, Right
+from gateway_authz.core.settings import AuthorizationRule
+from gateway_authz.decision.cache import DecisionCache
+from tests._factories import (
     HOST,
     NOW,
     ORDERS_LISTEN,
@@ -37,12 +43,6 @@ from _factories import (
     replace_field,
     uri,
 )
-
-from gateway_authz.core.appkeys import HOLDER
-from gateway_authz.core.errors import NotPermitted
-from gateway_authz.core.model import AuthzRequest, Decision, Right
-from gateway_authz.core.settings import AuthorizationRule
-from gateway_authz.decision.cache import DecisionCache
 
 TOKEN = mint("/orders")
 

@@ -14,7 +14,15 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from _factories import (
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from gateway_authz.adapters._answer import WWW_AUTHENTICATE
+from gateway_authz.core.appkeys import METRICS, SERVICE
+from gateway_authz.decision.audit import AuditLog
+from gateway_authz.decision.runtime import Runtime
+from gateway_authz.decision.service import DecisionService
+from tests._factories import (
     HOST,
     ORDERS_LISTEN,
     ORDERS_LISTEN_KEY,
@@ -28,14 +36,6 @@ from _factories import (
     mint,
     secret_forms,
 )
-from aiohttp.test_utils import TestClient
-from yarl import URL
-
-from gateway_authz.adapters._answer import WWW_AUTHENTICATE
-from gateway_authz.core.appkeys import METRICS, SERVICE
-from gateway_authz.decision.audit import AuditLog
-from gateway_authz.decision.runtime import Runtime
-from gateway_authz.decision.service import DecisionService
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)

@@ -11,7 +11,14 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from _factories import (
+
+from gateway_authz.core.credentials import parse_query
+from gateway_authz.core.errors import AuthzError, NotPermitted
+from gateway_authz.core.model import Decision, Right
+from gateway_authz.core.settings import AuthorizationRule
+from gateway_authz.sas.policy import CompiledPolicy
+from gateway_authz.sas.token import RuleKeys, parse_sas
+from tests._factories import (
     ALL_RIGHTS,
     FABRIKAM_ROOT_PRIMARY,
     HOST,
@@ -37,13 +44,6 @@ from _factories import (
     mint,
     uri,
 )
-
-from gateway_authz.core.credentials import parse_query
-from gateway_authz.core.errors import AuthzError, NotPermitted
-from gateway_authz.core.model import Decision, Right
-from gateway_authz.core.settings import AuthorizationRule
-from gateway_authz.sas.policy import CompiledPolicy
-from gateway_authz.sas.token import RuleKeys, parse_sas
 
 ORDERS_URI = uri("/orders")
 

@@ -12,7 +12,17 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from _factories import (
+
+from gateway_authz.core.errors import InvalidCredential
+from gateway_authz.core.metrics import Metrics
+from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
+from gateway_authz.core.resources import ResolvedResource
+from gateway_authz.core.settings import AuthorizationRule
+from gateway_authz.decision.audit import AuditLog
+from gateway_authz.decision.runtime import Runtime
+from gateway_authz.decision.service import DecisionService
+from gateway_authz.entra.rbac import RbacPolicy
+from tests._factories import (
     HOST,
     NOW,
     ORDERS_LISTEN,
@@ -30,16 +40,6 @@ from _factories import (
     make_settings,
     mint,
 )
-
-from gateway_authz.core.errors import InvalidCredential
-from gateway_authz.core.metrics import Metrics
-from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
-from gateway_authz.core.resources import ResolvedResource
-from gateway_authz.core.settings import AuthorizationRule
-from gateway_authz.decision.audit import AuditLog
-from gateway_authz.decision.runtime import Runtime
-from gateway_authz.decision.service import DecisionService
-from gateway_authz.entra.rbac import RbacPolicy
 
 TOKEN = mint("/orders")
 FORGED = forge(TOKEN)
