@@ -201,7 +201,8 @@ def _start_provider(workdir: Path, state_dir: Path, port: int | None = None, tim
     def attempt(n: int) -> Idp:
         chosen = port if port is not None else _procs.free_port()
         (state_dir / "provider.json").unlink(missing_ok=True)
-        argv = [sys.executable, str(OIDC_SCRIPT), "--port", str(chosen), "--state-dir", str(state_dir)]
+        # -P: the script's folder (tests/, whose http/ would shadow the standard library's) stays off sys.path
+        argv = [sys.executable, "-P", str(OIDC_SCRIPT), "--port", str(chosen), "--state-dir", str(state_dir)]
         proc = ManagedProcess(f"oidc-{n}" if n else "oidc", argv, workdir, env=_procs.service_env()).start()
         try:
             _procs.wait_until(
