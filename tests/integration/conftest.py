@@ -31,13 +31,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests._sas_sdk import MintedToken, mint_sas
+
 from . import _procs
 from ._procs import AuditLog, AuthzProcess, ManagedProcess, Response
-
-try:  # tests/ is a rootdir-inserted path today; keep working if it becomes a package
-    from _sas_sdk import MintedToken, mint_sas
-except ImportError:  # pragma: no cover
-    from tests._sas_sdk import MintedToken, mint_sas  # type: ignore[no-redef]
 
 # The gateway columns of every scenario table; every column must give identical outcomes. A module using them
 # starts the service with ``authz_options`` ``{"grpc": True}`` (the envoy-grpc column needs the gRPC port).

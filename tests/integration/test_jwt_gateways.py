@@ -26,14 +26,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests._sas_sdk import mint_sas
+
 from . import _procs
 from ._procs import AuditLog, AuthzProcess, EchoSeen, ManagedProcess, Response
 from .conftest import GATEWAY_FIXTURES, GATEWAYS, Gateway, new_key
-
-try:  # tests/ is a rootdir-inserted path today; keep working if it becomes a package
-    from _sas_sdk import mint_sas
-except ImportError:  # pragma: no cover
-    from tests._sas_sdk import mint_sas  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.integration
 
