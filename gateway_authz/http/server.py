@@ -19,8 +19,7 @@ from aiohttp import web
 
 from ..core.appkeys import HOLDER
 from ..core.settings import Settings
-from .app import create_admin_app, create_app
-from .listener import DecisionRunner
+from .app import create_admin_app, create_app, decision_runner
 
 __all__ = ["DEFAULT_KEEPALIVE_TIMEOUT", "ServeOptions", "run"]
 
@@ -58,7 +57,7 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
         reuse_port=reuse_port,
     )
     admin = create_admin_app(app)
-    runner = DecisionRunner(  # the decision routes without the router, checks answered inline (see listener)
+    runner = decision_runner(  # the fast path's runner (see fastpath) unless it is off
         app,
         access_log=None,
         handle_signals=False,
