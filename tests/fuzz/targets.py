@@ -68,6 +68,7 @@ from gateway_authz.sas.token import MAX_EXPIRY, MAX_SAS_LENGTH, SAS_PREFIX, Rule
 from . import world as w
 
 COUNTS: collections.Counter[str] = collections.Counter()
+ALLOWS: collections.Counter[str] = collections.Counter()  # earned allows the fuzz worlds checked, by kind
 """Harness name -> iterations run in this process (printed by ``tests/test_fuzz.py`` for the README figures)."""
 
 RULE_KEYS = tuple((host, entity, RuleKeys(rule)) for host, entity, rule in w.SIGNERS)

@@ -70,6 +70,7 @@ CHECKS: dict[str, bytes] = {
     "nginx-missing-method": _get("/auth", f"Host: {HOST}", "X-Original-URI: /orders"),
     "forward-auth-allow": _get(
         "/forward-auth",
+        "Host: gateway-authz",
         "X-Forwarded-Method: POST",
         f"X-Forwarded-Host: {HOST}",
         "X-Forwarded-Uri: /orders",
@@ -212,9 +213,25 @@ def test_answers_inline_on_the_aiohttp_this_was_checked_against() -> None:
     assert unavailable_reason() is None
 
 
-@pytest.mark.parametrize("request_", CHECKS.values(), ids=CHECKS.keys())
-async def test_a_check_is_answered_inline_as_the_routed_application_answers_it(request_: bytes) -> None:
+# What each check must be answered: a case named for an allow sees an allow, whatever the two paths agree on.
+CHECK_STATUS = {
+    name: 200 if "allow" in name else 401 if "401" in name else 403 if "403" in name else 0 for name in CHECKS
+}
+CHECK_STATUS |= {
+    "envoy-bare-prefix": 403,
+    "envoy-encoded-prefix": 403,
+    "nginx-missing-method": 403,
+}  # malformed_request
+
+
+def test_every_check_has_an_expected_status() -> None:
+    assert all(CHECK_STATUS.values())
+
+
+@pytest.mark.parametrize("name", CHECKS.keys())
+async def test_a_check_is_answered_inline_as_the_routed_application_answers_it(name: str) -> None:
     """Same bytes (but the Date) and the same audit line as aiohttp's routed application, and never its handler."""
+    request_ = CHECKS[name]
     async with (
         _listening() as listener,
         _listening(inline=False) as routed,
@@ -227,6 +244,7 @@ async def test_a_check_is_answered_inline_as_the_routed_application_answers_it(r
         await plain.ask(CHECKS["envoy-allow"])
         expected = await plain.ask(request_)
     assert listener.handled == handled
+    assert _status(answer) == CHECK_STATUS[name]
     assert _comparable(answer) == _comparable(expected)
     assert audit_without_timing(listener.harness.audit) == audit_without_timing(routed.harness.audit)
 
