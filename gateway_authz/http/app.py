@@ -15,19 +15,20 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..adapters import envoy_http, forward_auth, nginx
+from ..adapters._answer import wire_answer
 from ..adapters._headers import RequestHead
 from ..config.reload import ConfigHolder, Loader
 from ..core.appkeys import FAST_PATH, HOLDER, JWT, METRICS, SERVICE
 from ..core.metrics import Metrics
-from ..core.model import AuthzRequest
+from ..core.model import AuthzRequest, Decision
 from ..core.settings import Settings
 from ..decision.audit import AuditLog, Sink, make_ops_logger
 from ..decision.service import DecisionService
 from ..entra.authorizer import EntraAuthorizer
 from . import fastpath
-from .answers import http_response
 
 __all__ = [
     "Adapter",
@@ -37,6 +38,7 @@ __all__ = [
     "decision_handler",
     "decision_runner",
     "fast_decision_handler",
+    "http_response",
 ]
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -45,6 +47,21 @@ Adapter = Callable[[RequestHead], AuthzRequest]
 # The decision routes, and the same routes as the fast handler matches them (see fast_decision_handler).
 _ENVOY_ROUTE = envoy_http.PATH_PREFIX + "{tail:(/.*)?}"
 _PLAIN_ROUTES: dict[str, Adapter] = {"/auth": nginx.to_authz_request, "/forward-auth": forward_auth.to_authz_request}
+
+
+def http_response(decision: Decision, request: web.BaseRequest, *, prepared: bool = True) -> web.StreamResponse:
+    """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial).
+
+    With ``prepared`` (the fast path is on) an answer whose framing allows it is a :class:`~.fastpath.PreparedAnswer`.
+    """
+    answer = wire_answer(decision)
+    if (
+        prepared
+        and answer.head is not None
+        and fastpath.preparable(request.version, request.keep_alive, request.method)
+    ):
+        return fastpath.PreparedAnswer(answer)
+    return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
 
 
 def _default_loader(path: str) -> Settings:

@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 from gateway_authz.adapters import _answer
 from gateway_authz.core.errors import CannotVerify, InvalidCredential, NotPermitted
 from gateway_authz.core.model import Decision, Right
-from gateway_authz.http import answers
+from gateway_authz.http import app as answers
 from gateway_authz.http.fastpath import PreparedAnswer
 
 DECISIONS: dict[str, Decision] = {
