@@ -21,6 +21,7 @@ __all__ = [
     "Decision",
     "Gateway",
     "Right",
+    "Verdict",
     "headers_from_pairs",
 ]
 
@@ -172,3 +173,14 @@ class Decision:
             audit=_audit_fields(audit),
             detail=error.detail,
         )
+
+
+class Verdict(NamedTuple):
+    """One answer: the decision (shared by every request decided alike, and cached) and this answer's own id.
+
+    The id is fresh for every answer, a cached decision's too; it is the audit line's ``decision_id`` and the
+    ``x-authz-decision-id`` the gateway passes on (see :mod:`gateway_authz.core.decision_ids`).
+    """
+
+    decision: Decision
+    decision_id: str

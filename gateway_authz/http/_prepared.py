@@ -19,7 +19,7 @@ from aiohttp.http import HttpVersion, HttpVersion11
 from multidict import CIMultiDict
 
 from ..adapters._answer import Wire, wire_answer
-from ..core.model import Decision
+from ..core.model import Verdict
 
 __all__ = ["PreparedAnswer", "answer_bytes", "http_response", "preparable"]
 
@@ -27,11 +27,12 @@ __all__ = ["PreparedAnswer", "answer_bytes", "http_response", "preparable"]
 class PreparedAnswer(web.StreamResponse):
     """A response that writes its prepared bytes on ``prepare``: only for HTTP/1.1 keep-alive, not ``HEAD``."""
 
-    def __init__(self, wire: Wire) -> None:
+    def __init__(self, wire: Wire, decision_id: str) -> None:
         if wire.head is None:
             raise ValueError("an answer with a header aiohttp refuses to write is never prepared")
         super().__init__(status=wire.status)
         self.wire = wire  # what it writes; its own ``headers`` stay empty (they are in the bytes)
+        self.decision_id = decision_id
 
     async def prepare(self, request: web.BaseRequest) -> None:
         if self._eof_sent:
@@ -39,16 +40,22 @@ class PreparedAnswer(web.StreamResponse):
         wire = self.wire
         self._keep_alive = True
         self._eof_sent = True  # what aiohttp's own write_eof() checks first: there is nothing left to send
-        self._body_length = len(wire.body)
-        await request.writer.write_eof(wire.dated())
+        answer = wire.dated(self.decision_id)
+        self._body_length = len(wire.body(self.decision_id))
+        await request.writer.write_eof(answer)
 
 
-def http_response(decision: Decision, request: web.BaseRequest) -> web.StreamResponse:
+def http_response(verdict: Verdict, request: web.BaseRequest) -> web.StreamResponse:
     """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial)."""
+    decision, decision_id = verdict
     answer = wire_answer(decision)
     if answer.head is not None and preparable(request.version, request.keep_alive, request.method):
-        return PreparedAnswer(answer)
-    return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
+        return PreparedAnswer(answer, decision_id)
+    return web.Response(
+        status=answer.status,
+        body=answer.body(decision_id) or None,
+        headers=CIMultiDict(answer.all_headers(decision_id)),
+    )
 
 
 def preparable(version: HttpVersion, keep_alive: bool, method: str) -> bool:
@@ -56,8 +63,8 @@ def preparable(version: HttpVersion, keep_alive: bool, method: str) -> bool:
     return version == HttpVersion11 and keep_alive and method != "HEAD"
 
 
-def answer_bytes(decision: Decision) -> bytes | None:
+def answer_bytes(verdict: Verdict) -> bytes | None:
     """The whole answer to a :func:`preparable` request, as :class:`PreparedAnswer` writes it; ``None`` when a
     header holds a byte aiohttp refuses to write."""
-    answer = wire_answer(decision)
-    return None if answer.head is None else answer.dated()
+    answer = wire_answer(verdict.decision)
+    return None if answer.head is None else answer.dated(verdict.decision_id)

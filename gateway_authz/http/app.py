@@ -96,7 +96,7 @@ def decision_handler(adapter: Adapter) -> Callable[[web.Request], Awaitable[web.
     """The aiohttp handler of one decision route: the gateway's adapter, the decision service, the answer."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        return http_response(await request.app[SERVICE].decide(adapter(request)), request)
+        return http_response(await request.app[SERVICE].verdict(adapter(request)), request)
 
     return handle
 
@@ -118,7 +118,7 @@ def fast_decision_handler(app: web.Application, fallback: Handler) -> Handler:
         if not request.headers.get("Expect"):
             adapter = decision_adapter(request.rel_url.path_safe)
             if adapter is not None:
-                return http_response(await service.decide(adapter(request)), request)
+                return http_response(await service.verdict(adapter(request)), request)
         return await fallback(request)
 
     return handle

@@ -187,10 +187,10 @@ class _InlineProtocol(RequestHandler):
         adapter = decision_adapter(message.url.path_safe)
         if adapter is None:
             return None
-        decision = self._service.decide_now(adapter(_Head(message.method, message.path, message.headers)))
-        if decision is None:
+        verdict = self._service.verdict_now(adapter(_Head(message.method, message.path, message.headers)))
+        if verdict is None:
             return None
-        answer = answer_bytes(decision)
+        answer = answer_bytes(verdict)
         if answer is None:  # a header aiohttp refuses to write: its handler path drops the connection, as this does
             raise ValueError("an answer header holds a control character")
         return answer
