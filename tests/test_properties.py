@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gateway_authz.core.errors import AuthzError, InvalidCredential
-from gateway_authz.core.model import AuthzRequest, Decision, Right, Verdict, headers_from_pairs
+from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
 from gateway_authz.core.resources import ResourcePath, canonical_segments, parse_sr
 from gateway_authz.core.settings import CacheSettings, EntityKind, RoleAssignment, RoleDefinition
 from gateway_authz.entra.rbac import Permission, Plane, RbacPolicy, permission_for
@@ -490,7 +490,7 @@ def test_every_rejection_at_the_service_boundary_is_a_401_or_403_never_an_except
 ) -> None:
     """Arbitrary header, query and path strings: decide() returns; a deny is 401/403 and answered as such."""
     decision = world.check(request)  # raises if decide() raised, and checks any allow is earned
-    response = http_response(Verdict(decision, "id"), make_mocked_request("GET", "/ext_authz/"))
+    response = http_response((decision, "id"), make_mocked_request("GET", "/ext_authz/"))
     assert response.status == decision.status and (response.status == 200) is decision.allowed
 
 

@@ -114,7 +114,7 @@ class AuthorizationServicer:
 
     async def decide(self, request: Any) -> Decision:
         """The decision alone of :meth:`verdict`."""
-        return (await self.verdict(request)).decision
+        return (await self.verdict(request))[0]
 
     async def verdict(self, request: Any) -> Verdict:
         """Translate and decide; a malformed request is a 403, anything unexpected a 503, never an allow."""
@@ -127,18 +127,16 @@ class AuthorizationServicer:
             authz_request = _MALFORMED
         except Exception:
             _log.exception("envoy-grpc: could not read the CheckRequest")
-            return Verdict(
-                Decision.deny(CannotVerify("internal_error", "CheckRequest translation failed")), self._ids()
-            )
+            return (Decision.deny(CannotVerify("internal_error", "CheckRequest translation failed")), self._ids())
         try:
             verdict = await self._decider.verdict(authz_request)
         except Exception:
             _log.exception("envoy-grpc: the decision core raised")
-            return Verdict(Decision.deny(CannotVerify("internal_error", "decision core raised")), self._ids())
-        decision = verdict.decision
+            return Decision.deny(CannotVerify("internal_error", "decision core raised")), self._ids()
+        decision, decision_id = verdict
         if authz_request is _MALFORMED and decision.allowed and not decision.dry_run:
             # whatever the core said, never an allow
-            return Verdict(Decision.deny(NotPermitted("malformed_request")), verdict.decision_id)
+            return Decision.deny(NotPermitted("malformed_request")), decision_id
         return verdict
 
 

@@ -103,8 +103,13 @@ class DecisionService:
         self._ops_log = ops_log
 
     async def decide(self, request: AuthzRequest) -> Decision:
-        """The decision alone (see :meth:`verdict`, which is what answers use)."""
-        return (await self.verdict(request)).decision
+        """The decision alone of :meth:`verdict` (its body repeated: one coroutine fewer per call)."""
+        started = time.perf_counter()
+        context = _Context()
+        runtime, outcome = self._first_pass(request, context)
+        if isinstance(outcome, _PendingJwt):
+            outcome = await self._verify_jwt(outcome, context)
+        return self._finish(request, runtime, context, outcome, started)[0]
 
     async def verdict(self, request: AuthzRequest) -> Verdict:
         """The decision and this answer's decision id, with its audit line written and its metrics counted."""
@@ -118,7 +123,7 @@ class DecisionService:
     def decide_now(self, request: AuthzRequest) -> Decision | None:
         """The decision alone of :meth:`verdict_now`."""
         verdict = self.verdict_now(request)
-        return None if verdict is None else verdict.decision
+        return None if verdict is None else verdict[0]
 
     def verdict_now(self, request: AuthzRequest) -> Verdict | None:
         """The verdict if it needs no waiting, as :meth:`verdict` makes it; ``None`` (and nothing logged or counted)
@@ -169,11 +174,11 @@ class DecisionService:
             elapsed = time.perf_counter() - started
             self._audit.decision(request, decision, elapsed * 1000, decision_id)
             self._count(request.gateway, decision, elapsed)
-            return Verdict(_dry_run_pass(decision, context) if dry_run else decision, decision_id)
+            return (_dry_run_pass(decision, context) if dry_run else decision), decision_id
         elapsed = time.perf_counter() - started
         self._audit.decision(request, decision, elapsed * 1000, decision_id)
         self._count(request.gateway, decision, elapsed)
-        return Verdict(decision, decision_id)
+        return decision, decision_id
 
     def _count(self, gateway: str, decision: Decision, elapsed: float) -> None:
         key = (gateway, id(decision))

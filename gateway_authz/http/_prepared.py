@@ -66,5 +66,6 @@ def preparable(version: HttpVersion, keep_alive: bool, method: str) -> bool:
 def answer_bytes(verdict: Verdict) -> bytes | None:
     """The whole answer to a :func:`preparable` request, as :class:`PreparedAnswer` writes it; ``None`` when a
     header holds a byte aiohttp refuses to write."""
-    answer = wire_answer(verdict.decision)
-    return None if answer.head is None else answer.dated(verdict.decision_id)
+    decision, decision_id = verdict
+    answer = wire_answer(decision)
+    return None if answer.head is None else answer.dated(decision_id)

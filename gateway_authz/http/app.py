@@ -27,6 +27,7 @@ from ..decision.audit import AuditLog, Sink, make_ops_logger
 from ..decision.service import DecisionService
 from ..entra.authorizer import EntraAuthorizer
 from ._prepared import http_response
+from .admin_views import add_operator_views
 
 __all__ = ["Adapter", "create_admin_app", "create_app", "decision_adapter", "decision_handler", "fast_decision_handler"]
 
@@ -147,7 +148,8 @@ async def _watch_config(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_admin_app(decision_app: web.Application) -> web.Application:
-    """``/healthz``, ``/readyz`` and ``/metrics`` for the service inside ``decision_app``."""
+    """``/healthz``, ``/readyz``, ``/metrics`` and the operator views (``/``, ``/status.json``, ``POST /explain``)
+    for the service inside ``decision_app``."""
     admin = web.Application()
     holder = decision_app[HOLDER]
     metrics = decision_app[METRICS]
@@ -191,4 +193,5 @@ def create_admin_app(decision_app: web.Application) -> web.Application:
     admin.router.add_get("/healthz", healthz)
     admin.router.add_get("/readyz", readyz)
     admin.router.add_get("/metrics", metrics_handler)
+    add_operator_views(admin, decision_app)
     return admin

@@ -92,8 +92,8 @@ class FakeDecider:
     async def verdict(self, request: AuthzRequest) -> Verdict:
         self.requests.append(request)
         if isinstance(self._answer, Decision):
-            return Verdict(self._answer, FAKE_ID)
-        return Verdict(await self._answer(request), FAKE_ID)
+            return self._answer, FAKE_ID
+        return await self._answer(request), FAKE_ID
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 
 from gateway_authz.adapters import _answer
 from gateway_authz.core.errors import CannotVerify, InvalidCredential, NotPermitted
-from gateway_authz.core.model import Decision, Right, Verdict
+from gateway_authz.core.model import Decision, Right
 from gateway_authz.http import _prepared
 from gateway_authz.http._prepared import PreparedAnswer
 
@@ -58,7 +58,7 @@ def _plain(decision: Decision) -> web.Response:
 
 async def _server(aiohttp_server: Any, decision: Decision, seen: list[type]) -> Any:
     async def prepared(request: web.Request) -> web.StreamResponse:
-        response = _prepared.http_response(Verdict(decision, DECISION_ID), request)
+        response = _prepared.http_response((decision, DECISION_ID), request)
         seen.append(type(response))
         return response
 
