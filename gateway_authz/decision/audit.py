@@ -38,6 +38,7 @@ _SECRETS = re.compile(
     r"(?i)(sig=)[^&\s\"]+|SharedAccessSignature\s+\S+|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
 )
 # What a query value carrying a credential looks like once form-decoded (a SAS token, or still escaped once more).
+_CREDENTIAL_NAMES = frozenset(("sb-hc-token", "sig"))
 _CREDENTIAL_VALUE = re.compile(r"(?i)sig(?:=|%3d)|SharedAccessSignature|eyJ[A-Za-z0-9_-]{4,}\.")
 
 
@@ -55,7 +56,8 @@ def redact_target(target: str) -> str:
     changed = False
     for i, pair in enumerate(pairs):
         name, eq, value = pair.partition("=")
-        if unquote(name).lower() == "sb-hc-token" or _CREDENTIAL_VALUE.search(unquote_plus(value or name)):
+        # "sig" too: a token put into the query without encoding splits at its own "&", leaving "sig=…" a pair
+        if unquote(name).lower() in _CREDENTIAL_NAMES or _CREDENTIAL_VALUE.search(unquote_plus(value or name)):
             pairs[i] = f"{name}=[removed]" if eq else "[removed]"
             changed = True
     return f"{path}?{'&'.join(pairs)}" if changed else target
