@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..core.errors import ConfigError
 from ..core.settings import Entity, Namespace
-from . import check, validate
+from . import check, decision_tests, validate
 from ._common import HelpfulParser
 from ._common import Usage as _Usage
 from ._common import default_config as _default_config
@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=_DEFAULT_TTL, help="seconds until expiry (default: 3600)")
 
     check.register(commands)
+    decision_tests.register(commands)
 
     keys = commands.add_parser("keys", help="key material", description="Key material.").add_subparsers(
         dest="keys_command", required=True, metavar="SUBCOMMAND"
