@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["HelpfulParser", "Usage", "add_config_option", "config_path", "default_config"]
+__all__ = ["HelpfulParser", "Usage", "add_config_option", "config_path", "default_config", "fill_missing_help"]
 
 CONFIG_HELP = "configuration file or directory (YAML or JSON)"
 
@@ -88,3 +88,21 @@ class HelpfulParser(argparse.ArgumentParser):
                     if isinstance(parser, HelpfulParser):
                         actions += parser._all_actions()
         return actions
+
+
+# Help for options registered without any, by destination: filled in, never overriding a command's own text.
+_FALLBACK_HELP = {
+    "host": "address the decision listener binds to (default 127.0.0.1)",
+    "port": "port of the decision listener (default 8080)",
+    "admin_port": "port of the admin listener: /healthz, /readyz, /metrics, the status page, /explain (default 8081)",
+}
+
+
+def fill_missing_help(parser: argparse.ArgumentParser) -> None:
+    """Give every option of ``parser`` and its subcommands a help text (see ``_FALLBACK_HELP``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                fill_missing_help(sub)
+        elif action.help is None and action.dest in _FALLBACK_HELP:
+            action.help = _FALLBACK_HELP[action.dest]

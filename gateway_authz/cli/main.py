@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..core.errors import ConfigError
 from ..core.settings import Entity, Namespace
 from . import check, decision_tests, validate
-from ._common import HelpfulParser
+from ._common import HelpfulParser, fill_missing_help
 from ._common import Usage as _Usage
 from ._common import default_config as _default_config
 
@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print a new random 256-bit key, base64",
         description="Print a new random 256-bit key, base64 (44 characters), like the keys Azure issues.",
     )
+    fill_missing_help(parser)
     return parser
 
 
