@@ -86,6 +86,11 @@ def _verbatim(text: str) -> bool:
     return _free_of_secret_markers(text)
 
 
+def _plain_id(decision_id: str) -> bool:
+    """True for an id that JSON writes as it is and redaction cannot match: letters, digits and hyphens only."""
+    return decision_id.isascii() and decision_id.replace("-", "").isalnum() and len(decision_id) <= 64
+
+
 def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Every match of _SECRETS holds "sig=", "sharedaccesssignature" or "eyj" in some letter case. When the event's
     # text is ASCII (where the pattern's case-insensitivity is plain ASCII case), a lower-cased scan for those
@@ -273,7 +278,7 @@ class AuditLog:
         if parts is None:
             parts = self._heads.put(decision, key, self._head(decision, method, host, target, gateway))
         head, tail = parts
-        if head is not None and _verbatim(request_id) and _verbatim(decision_id):
+        if head is not None and _verbatim(request_id) and _plain_id(decision_id):
             # Every field is printable ASCII without quote or backslash, which JSON writes as it is: the line is
             # the renderer's, byte for byte, with the request's fields and the time put in place. (The trace ids
             # are lower-case hex, checked by trace_ids.)
