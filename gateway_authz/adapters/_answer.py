@@ -133,7 +133,7 @@ class Wire:
 
     def body(self, decision_id: str) -> bytes:
         """The body of the answer with ``decision_id``: empty for an allow."""
-        return self.body_prefix + decision_id.encode() + self.body_suffix if self.body_prefix else b""
+        return self.body_prefix + decision_id.encode() + self.body_suffix if self.body_suffix else b""
 
     def all_headers(self, decision_id: str) -> tuple[tuple[str, str], ...]:
         """The answer's own headers with ``x-authz-decision-id``, in the order :meth:`dated` writes them."""
@@ -145,13 +145,15 @@ class Wire:
         if self.head is None:
             raise ValueError("an answer with a header aiohttp refuses to write has no bytes of its own")
         raw = decision_id.encode()
-        middle = self._middles.get(len(raw))
-        if middle is None:
-            length = len(self.body_prefix) + len(raw) + len(self.body_suffix) if self.body_prefix else 0
-            middle = self._middles.setdefault(len(raw), f"\r\nContent-Length: {length}\r\nDate: ".encode())
-        if self.body_prefix:
-            return self.head + raw + middle + _date_header() + self.tail + raw + self.body_suffix
-        return self.head + raw + middle + _date_header() + self.tail
+        middle = self._middles.get(len(raw)) or self._middle(len(raw))
+        if self.body_suffix:  # a deny: the id once more, in the body
+            return b"".join((self.head, raw, middle, _date_header(), self.tail, raw, self.body_suffix))
+        return b"".join((self.head, raw, middle, _date_header(), self.tail))
+
+    def _middle(self, id_length: int) -> bytes:
+        """What lies between an id of ``id_length`` bytes and the ``Date`` value: the ``Content-Length`` header."""
+        length = len(self.body_prefix) + id_length + len(self.body_suffix) if self.body_suffix else 0
+        return self._middles.setdefault(id_length, f"\r\nContent-Length: {length}\r\nDate: ".encode())
 
 
 class _DateHeader:
