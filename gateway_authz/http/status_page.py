@@ -97,7 +97,15 @@ def render_status_page(facts: dict[str, Any]) -> str:
         _table(
             ("time", "status", "reason", "method", "host", "path", "decision id"),
             (
-                (d["time"], d["status"], d["reason"], d["method"], d["host"], d["path"], d["decision_id"])
+                (
+                    d["time"],
+                    d["status"],
+                    d["reason"] + (" (dry run: answered 200)" if d["dry_run"] else ""),
+                    d["method"],
+                    d["host"],
+                    d["path"],
+                    d["decision_id"],
+                )
                 for d in denies
             ),
         )
