@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .build_info import register_build_info
+
 __all__ = ["Metrics", "TallyCounter", "TallyHistogram"]
 
 _Child = TypeVar("_Child")
@@ -167,6 +169,7 @@ class Metrics:
         self._loaded_at = clock()
         self.config_age.set_function(lambda: max(0.0, self._clock() - self._loaded_at))
         self.config_last_reload_ok.set(1)
+        register_build_info(r)
 
     def config_loaded(self, when: float) -> None:
         """Record that a configuration loaded at wall-clock ``when`` is now in use."""
