@@ -12,7 +12,8 @@ shares one set of processes:
 - ``audit``             ``_procs.AuditLog`` over the service's stdout.
 - ``echo_upstream``     the echo application (``Echo``: port, process).
 - ``envoy_http_gateway`` / ``envoy_grpc_gateway`` / ``nginx_gateway``   a ``Gateway`` each, running the shipped
-                        configs from ``k8s/`` (the gRPC one needs ``authz_options`` ``{"grpc": True}``).
+                        configs from ``gateway_authz/gateways`` (the gRPC one needs ``authz_options``
+                        ``{"grpc": True}``).
 - ``gateway``           parametrized over ``GATEWAYS``; add a column by adding a name and a fixture to
                         ``GATEWAY_FIXTURES``.
 """
@@ -218,8 +219,8 @@ class Echo:
 class Gateway:
     """One gateway in front of the echo upstream. ``name`` is also the ``gateway`` value in the audit log.
 
-    ``relays_deny_body``: the client sees the service's JSON deny body (Envoy) or the gateway's own page (NGINX).
-    ``strips_query_token``: ``sb-hc-token`` is removed from the upstream query (only Envoy's gRPC mode can).
+    ``relays_deny_body``: the client sees the service's JSON deny body (every shipped config does).
+    ``strips_query_token``: ``sb-hc-token`` is removed from the upstream query (every shipped config does).
     """
 
     name: str
@@ -293,7 +294,7 @@ def envoy_http_gateway(
         clusters={"app": echo_upstream.port, "gateway_authz": authz_service.port},
     )
     with _procs.stopping(proc):
-        yield Gateway("envoy-http", port, proc, relays_deny_body=True, strips_query_token=False, sent=sent_request_ids)
+        yield Gateway("envoy-http", port, proc, relays_deny_body=True, strips_query_token=True, sent=sent_request_ids)
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +321,7 @@ def nginx_gateway(
         integration_dir, upstreams={"app": echo_upstream.port, "gateway_authz": authz_service.port}
     )
     with _procs.stopping(proc):
-        yield Gateway("nginx", port, proc, relays_deny_body=False, strips_query_token=False, sent=sent_request_ids)
+        yield Gateway("nginx", port, proc, relays_deny_body=True, strips_query_token=True, sent=sent_request_ids)
 
 
 @pytest.fixture(scope="module", params=GATEWAYS)
