@@ -23,6 +23,7 @@ __all__ = ["WWW_AUTHENTICATE", "Wire", "allow_headers", "deny_body", "wire_answe
 WWW_AUTHENTICATE = 'SharedAccessSignature realm="gateway-authz", Bearer realm="gateway-authz"'
 
 _MESSAGES = {
+    400: "the request is malformed or ambiguous",
     401: "a valid credential is required",
     403: "the credential does not grant this right on this resource",
     503: "the authorization service could not verify the request",

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from ..core.credentials import FoundCredential, find_credential, parse_query
-from ..core.errors import AuthzError, CannotVerify, InvalidCredential, NotPermitted
+from ..core.errors import AuthzError, BadRequest, CannotVerify, InvalidCredential, NotPermitted
 from ..core.memo import BoundedMemo, IdentityMemo
+from ..core.methods import is_method_token
 from ..core.metrics import Metrics
 from ..core.model import AuthzRequest, Decision, Right
 from ..core.resources import ResolvedResource, split_target
@@ -172,6 +173,8 @@ class DecisionService:
     ) -> Decision | _PendingJwt:
         if not request.method:  # absent or repeated X-Original-Method: a guess could skip a management route
             raise NotPermitted("malformed_request", "the gateway did not say which method the request used")
+        if not is_method_token(request.method):  # "G\xffT", "GET /x", 5 KB: whatever it is, not a method
+            raise BadRequest("invalid_method", "the method is not an RFC 9110 token")
         path, query_string = split_target(request.target)
         resolved = runtime.policy.resolve(request.host, path)
         context.namespace = resolved.namespace.name

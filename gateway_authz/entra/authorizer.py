@@ -19,7 +19,7 @@ from ..core.model import Decision, Right
 from ..core.resources import ResolvedResource
 from ..core.settings import Settings
 from .jwks import HttpJwksFetcher, JwksCache, JwksFetchError
-from .rbac import RbacGrant, RbacPolicy, permission_for
+from .rbac import RbacGrant, RbacPolicy, permission_for, unlisted_entity_permissions
 
 __all__ = ["EntraAuthorizer"]
 
@@ -89,6 +89,7 @@ class EntraAuthorizer:
             audit["groups_overage"] = "true"  # the token named no groups: only direct assignments could match
         entity_name = entity.name if entity is not None else ""
         grant: RbacGrant | None = None
+        unlisted = entity is None and bool(resolved.path.segments)  # an entity the config does not list
         try:
             for right in rights:
                 grant = rbac.authorize(
@@ -97,6 +98,7 @@ class EntraAuthorizer:
                     scope,
                     permission_for(right, entity.kind if entity is not None else None),
                     groups_overage=verified.groups_overage,
+                    unless_excluding=unlisted_entity_permissions(right) if unlisted else (),
                 )
         except NotPermitted as error:  # as stable as an allow for this token: cached, to its expiry
             grant = None
