@@ -25,6 +25,7 @@ __all__ = ["DecisionCache"]
 
 # Requests remembered (request digest -> cache key, ~250 bytes each); cleared whole when full.
 _MEMO_ENTRIES = 16_384
+_MEMO_BYTES = 8 * 1024 * 1024  # two 32-byte digests and their costs each: the entry bound comes first
 # Copying a started hash costs half of making one: OpenSSL 3 looks the digest up again on every construction.
 _SHA256 = hashlib.sha256()
 _SHA256_JOINED = hashlib.sha256(b"j")
@@ -51,7 +52,7 @@ class DecisionCache:
         self._ttl = ttl
         self._clock = clock
         self._maxsize = max(1, maxsize)
-        self._requests: BoundedMemo[bytes, bytes] = BoundedMemo(_MEMO_ENTRIES)
+        self._requests: BoundedMemo[bytes, bytes] = BoundedMemo(_MEMO_ENTRIES, max_bytes=_MEMO_BYTES)
         self._decisions: OrderedDict[bytes, Decision] = OrderedDict()  # least recently used first
         self._expires: dict[bytes, float] = {}
 
