@@ -64,6 +64,7 @@ class _Context:
     entity = ""
     strip_headers: tuple[str, ...] = ()  # the credential carriers, removed upstream on a dry-run pass too
     strip_query: tuple[str, ...] = ()
+    expires_at: float | None = None  # the credential's own expiry, once it is known
 
 
 class DecisionService:
@@ -122,8 +123,9 @@ class DecisionService:
             runtime = self._source.runtime  # inside the try: a failing source is a deny like any other fault
             request_key = runtime.cache.request_key(request) if request.method else None
             remembered = runtime.cache.recall(request_key) if request_key is not None else None
-            # Only an allow: a deny takes the full path, which also finds the carriers a dry-run answer strips.
-            if remembered is not None and remembered.allowed:
+            if remembered is not None:
+                # A deny carries the credential carriers it was made for: a dry-run pass strips them like an allow.
+                context.strip_headers, context.strip_query = remembered.strip_headers, remembered.strip_query
                 self._cache_hit.inc()
                 return runtime, remembered
             return runtime, self._decide(request, runtime, context, request_key)
@@ -206,7 +208,11 @@ class DecisionService:
             return _PendingJwt(request.gateway, runtime, found, resolved, rights, key, request_key)
         else:
             self._cache_miss.inc()
-            cached, expires_at = self._verify_sas(found, runtime, resolved, rights, context)
+            expires_at: float | None
+            try:
+                cached, expires_at = self._verify_sas(found, runtime, resolved, rights, context)
+            except AuthzError as error:
+                cached, expires_at = _settled_deny(error, context), _deny_expiry(error, context)
             runtime.cache.put(key, cached, expires_at)
         if request_key is not None:
             runtime.cache.remember(request_key, key)
@@ -227,6 +233,15 @@ class DecisionService:
             if pending.request_key is not None:
                 runtime.cache.remember(pending.request_key, pending.key)
             return decision
+        except AuthzError as error:
+            if not _settles(error):
+                return self._failed(error, context, pending.gateway)
+            deny = _settled_deny(error, context)
+            # A refused bearer token's claims are not verified: its deny lasts the decision TTL, no longer.
+            pending.runtime.cache.put(pending.key, deny, _deny_expiry(error, context))
+            if pending.request_key is not None:
+                pending.runtime.cache.remember(pending.request_key, pending.key)
+            return deny
         except Exception as exc:
             return self._failed(exc, context, pending.gateway)
 
@@ -241,12 +256,8 @@ class DecisionService:
         """The decision on a SAS token and the time it stops holding (its ``se``); raises what is not cached."""
         token = parse_sas(found.value)
         context.principal = token.key_name
-        try:
-            verified = runtime.policy.authorize_sas(token, resolved, rights, now=self._clock())
-        except AuthzError as error:
-            if error.status == 403:  # a verified token's 403 is as stable as an allow: cache it, to its expiry
-                return _deny(error, context), float(token.expiry)
-            raise
+        context.expires_at = float(token.expiry)
+        verified = runtime.policy.authorize_sas(token, resolved, rights, now=self._clock())
         # Every fresh token of one rule for one entity and right is allowed alike, so one decision object answers
         # them all: its audit line head, counter and answer bytes are then found by identity, not made again.
         namespace, entity = resolved.namespace.name, resolved.entity.name if resolved.entity else ""
@@ -293,6 +304,33 @@ def _deny(error: AuthzError, context: _Context) -> Decision:
         entity=context.entity,
         audit=audit,
     )
+
+
+# Refusals that can heal by themselves, without the token or the configuration changing: the issuer's keys may be
+# refreshed (a new kid), time may reach nbf/iat. Never cached; neither is anything the service could not decide (503).
+_HEALS = frozenset({"unknown_kid", "not_yet_valid", "keys_unavailable"})
+
+
+def _settles(error: AuthzError) -> bool:
+    """Whether ``error`` refuses this credential for this request for as long as the configuration stays the same."""
+    return isinstance(error, InvalidCredential | NotPermitted) and error.reason not in _HEALS
+
+
+def _settled_deny(error: AuthzError, context: _Context) -> Decision:
+    """The deny to cache for a credential refused for good (rights, scope, expiry, signature); raises the rest.
+
+    It names the credential carriers, so that a dry-run pass answered from the cache strips them as an allow does.
+    """
+    if not _settles(error):
+        raise error
+    deny = _deny(error, context)
+    return dataclasses.replace(deny, strip_headers=context.strip_headers, strip_query=context.strip_query)
+
+
+def _deny_expiry(error: AuthzError, context: _Context) -> float | None:
+    """How long a settled deny may answer: to the token's own expiry, or the decision TTL alone for an expired one
+    (it never becomes valid again) and for a token whose expiry was never read."""
+    return None if error.reason == "expired" else context.expires_at
 
 
 def _dry_run_pass(decision: Decision, context: _Context) -> Decision:
