@@ -17,8 +17,9 @@ __all__ = ["REDACTED", "has_secret_marker", "redact"]
 REDACTED = "[redacted]"
 
 # Every secret the pattern below blanks contains one of these, lower-cased, in the text or in the text decoded once
-# or twice: the cheap test that lets clean text through without running the pattern.
-_MARKERS = ("sig=", "sig%3d", "sig%253d", "sharedaccesssignature", "sharedaccesskey", "eyj")
+# or twice: the cheap test that lets clean text through without running the pattern. ("sharedaccesskey" alone would
+# match every rule named RootManageSharedAccessKey: only the connection-string field "SharedAccessKey=" holds a key.)
+_MARKERS = ("sig=", "sharedaccesssignature", "sharedaccesskey=", "eyj")
 _EQ = r"(?:=|%3d|%253d)"
 _SPACE = r"(?:\s|\+|%20|%2520|%2b|%252b)+"
 _SECRETS = re.compile(

@@ -141,3 +141,10 @@ async def test_metrics_labels_never_carry_client_input() -> None:
     assert b"gateway_authz_decisions_total" in exposition
     assert marker.encode() not in exposition.lower()
     assert SIG.encode() not in exposition
+
+
+@pytest.mark.parametrize("text", ["RootManageSharedAccessKey", "orders-send", "bad_signature", "/orders/design"])
+def test_rule_names_and_reasons_are_not_taken_for_secrets(text: str) -> None:
+    """The marker test must not fire on the rule every namespace has: the audit line's shortcut depends on it."""
+    assert not has_secret_marker(text)
+    assert redact(text) is text

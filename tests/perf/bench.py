@@ -246,6 +246,18 @@ ROWS: tuple[Row, ...] = (
         default=False,
         direct=True,
     ),
+    Row(
+        "direct-sas-deny",
+        "wrk → gateway-authz /ext_authz directly, one forged token repeated (cached deny)",
+        "authz",
+        "authz",
+        "sas-denied",
+        "direct-floor",
+        default=False,
+        beside="direct-sas-hit",
+        direct=True,
+        denied=True,
+    ),
 )
 JWT_ROWS = frozenset({"envoy-jwt-authn", "envoy-floor-jwt", "envoy-jwt-hit", "envoy-jwt-miss"})
 
