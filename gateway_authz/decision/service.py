@@ -30,6 +30,7 @@ Clock = Callable[[], float]
 
 _COUNTED_DECISIONS = 1024  # decisions whose counter is found by identity; cleared whole when full
 _SAS_ALLOWS = 1024  # distinct SAS allows kept to answer again (see _verify_sas); cleared whole when full
+_SETTLED_DENIES = 1024  # distinct settled denies shared by every cache entry alike (see _settled_deny)
 
 
 class RuntimeSource(Protocol):
@@ -91,6 +92,7 @@ class DecisionService:
         self._counters: IdentityMemo[Any] = IdentityMemo(_COUNTED_DECISIONS)  # by (gateway, id(decision))
         # a SAS allow's content -> (the allow, its key-slot counter)
         self._sas_allows: BoundedMemo[tuple[Any, ...], tuple[Decision, Any]] = BoundedMemo(_SAS_ALLOWS)
+        self._settled: BoundedMemo[tuple[Any, ...], Decision] = BoundedMemo(_SETTLED_DENIES)  # deny content -> deny
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
@@ -212,7 +214,7 @@ class DecisionService:
             try:
                 cached, expires_at = self._verify_sas(found, runtime, resolved, rights, context)
             except AuthzError as error:
-                cached, expires_at = _settled_deny(error, context), _deny_expiry(error, context)
+                cached, expires_at = self._settled_deny(error, context), _deny_expiry(error, context)
             runtime.cache.put(key, cached, expires_at)
         if request_key is not None:
             runtime.cache.remember(request_key, key)
@@ -236,7 +238,7 @@ class DecisionService:
         except AuthzError as error:
             if not _settles(error):
                 return self._failed(error, context, pending.gateway)
-            deny = _settled_deny(error, context)
+            deny = self._settled_deny(error, context)
             # A refused bearer token's claims are not verified: its deny lasts the decision TTL, no longer.
             pending.runtime.cache.put(pending.key, deny, _deny_expiry(error, context))
             if pending.request_key is not None:
@@ -244,6 +246,34 @@ class DecisionService:
             return deny
         except Exception as exc:
             return self._failed(exc, context, pending.gateway)
+
+    def _settled_deny(self, error: AuthzError, context: _Context) -> Decision:
+        """The deny to cache for a credential refused for good (rights, scope, expiry, signature); raises the rest.
+
+        It names the credential carriers, so that a dry-run pass answered from the cache strips them as an allow
+        does. Denies alike are one object (as SAS allows are): a flood of distinct refused tokens shares a handful
+        of decisions, whose audit line heads and counters are then found by identity.
+        """
+        if not _settles(error):
+            raise error
+        content = (
+            type(error),
+            error.reason,
+            error.detail,
+            context.auth,
+            context.principal,
+            context.right,
+            context.namespace,
+            context.entity,
+            context.strip_headers,
+            context.strip_query,
+        )
+        known = self._settled.get(content)
+        if known is None:
+            deny = _deny(error, context)
+            deny = dataclasses.replace(deny, strip_headers=context.strip_headers, strip_query=context.strip_query)
+            known = self._settled.put(content, deny)
+        return known
 
     def _verify_sas(
         self,
@@ -314,17 +344,6 @@ _HEALS = frozenset({"unknown_kid", "not_yet_valid", "keys_unavailable"})
 def _settles(error: AuthzError) -> bool:
     """Whether ``error`` refuses this credential for this request for as long as the configuration stays the same."""
     return isinstance(error, InvalidCredential | NotPermitted) and error.reason not in _HEALS
-
-
-def _settled_deny(error: AuthzError, context: _Context) -> Decision:
-    """The deny to cache for a credential refused for good (rights, scope, expiry, signature); raises the rest.
-
-    It names the credential carriers, so that a dry-run pass answered from the cache strips them as an allow does.
-    """
-    if not _settles(error):
-        raise error
-    deny = _deny(error, context)
-    return dataclasses.replace(deny, strip_headers=context.strip_headers, strip_query=context.strip_query)
 
 
 def _deny_expiry(error: AuthzError, context: _Context) -> float | None:

@@ -311,15 +311,28 @@ def test_storing_a_key_again_replaces_its_entry_and_makes_it_recent() -> None:
     deny = Decision.deny(NotPermitted("insufficient_rights"))
     cache.put(b"a", ALLOW, NOW + 5)
     cache.put(b"b", ALLOW)
-    cache.put(b"a", deny, NOW + 10)
+    cache.put(b"a", ALLOW, NOW + 10)
     cache.put(b"c", ALLOW)  # evicts b, used longer ago than a
-    assert (cache.get(b"a"), cache.get(b"b"), len(cache)) == (deny, None, 2)
+    assert (cache.get(b"a"), cache.get(b"b"), len(cache)) == (ALLOW, None, 2)
+    cache.put(b"a", deny, NOW + 10)  # the same key as a deny: one entry, now the deny
+    assert (cache.get(b"a"), len(cache)) == (deny, 2)
     clock.advance(9)
     assert cache.get(b"a") is deny
     clock.advance(1)
     assert cache.get(b"a") is None
     cache.put(b"b", ALLOW)  # room again: the evicted and the expired entries left nothing behind
     assert (cache.get(b"b"), cache.get(b"c"), len(cache)) == (ALLOW, ALLOW, 2)
+
+
+def test_a_flood_of_denies_never_evicts_the_allows() -> None:
+    """Issue 18: anyone can make a deny; denies have a map of their own, so a flood of them leaves allows alone."""
+    cache = DecisionCache(maxsize=4, ttl=60, clock=FakeClock())
+    deny = Decision.deny(NotPermitted("insufficient_rights"))
+    cache.put(b"allow", ALLOW)
+    for i in range(100):
+        cache.put(f"deny-{i}".encode(), deny)
+    assert cache.get(b"allow") is ALLOW
+    assert len(cache) == 1 + 4  # the denies bounded by min(maxsize, 16,384)
 
 
 def test_a_decision_already_expired_is_not_stored() -> None:

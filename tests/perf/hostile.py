@@ -71,7 +71,12 @@ def _deny_kinds() -> list[tuple[str, list[tuple[str, str]], int]]:
     ]
 
 
-def _drive(port: int, count: int, path_bytes: int, *, offset: int) -> None:
+def _forged_tokens(count: int) -> list[str]:
+    """``count`` distinct tokens that each fail verification (bad signature): each a cache entry of its own."""
+    return [token.replace("&sig=", "&sig=AAAA", 1) for token in fx.unique_sas_tokens(count)]
+
+
+def _drive(port: int, count: int, path_bytes: int, *, offset: int, forged: list[str] | None = None) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     kinds = _deny_kinds()
     filler = "a" * max(0, path_bytes - 40)
@@ -79,6 +84,9 @@ def _drive(port: int, count: int, path_bytes: int, *, offset: int) -> None:
         for i in range(count):
             query, headers, status = kinds[i % len(kinds)]
             target = f"/ext_authz/orders/{offset + i:010d}{filler}{query}"
+            if forged is not None:
+                query, headers, status = "", [("ServiceBusAuthorization", forged[i])], 401
+                target = "/ext_authz/orders"
             conn.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
             conn.putheader("Host", fx.HOST)
             for name, value in headers:
@@ -98,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--path-bytes", type=int, default=50_000)
     parser.add_argument("--limit-mib", type=float, default=32.0)
+    parser.add_argument(
+        "--unique-tokens",
+        action="store_true",
+        help="instead of unique paths: one path, a distinct forged token per request (the negative cache's worst)",
+    )
     args = parser.parse_args(argv)
+    forged = _forged_tokens(args.requests) if args.unique_tokens else None
     with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
         workdir = Path(tmp)
         config = workdir / "config.json"
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
             before = fx.rss_bytes(proc.pid)
             started = time.monotonic()
-            _drive(port, args.requests, args.path_bytes, offset=0)
+            _drive(port, args.requests, args.path_bytes, offset=0, forged=forged)
             elapsed = time.monotonic() - started
             time.sleep(0.5)
             after = fx.rss_bytes(proc.pid)
@@ -123,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     growth = (after - before) / MIB
     print(fx.machine())
     print(f"repository: {fx.REPO_ROOT}")
-    print(f"{args.requests} denies, unique {args.path_bytes}-byte paths, {elapsed:.1f} s")
+    what = "distinct forged tokens" if forged else f"unique {args.path_bytes}-byte paths"
+    print(f"{args.requests} denies, {what}, {elapsed:.1f} s")
     print(f"RSS before {before / MIB:.1f} MiB, after {after / MIB:.1f} MiB, growth {growth:.1f} MiB")
     print(f"limit {args.limit_mib:g} MiB: {'met' if growth <= args.limit_mib else 'NOT met'}")
     return 0 if growth <= args.limit_mib else 1
