@@ -31,6 +31,8 @@ Clock = Callable[[], float]
 _COUNTED_DECISIONS = 1024  # decisions whose counter is found by identity; cleared whole when full
 _SAS_ALLOWS = 1024  # distinct SAS allows kept to answer again (see _verify_sas); cleared whole when full
 _SETTLED_DENIES = 1024  # distinct settled denies shared by every cache entry alike (see _settled_deny)
+# Gateways that cannot pass a 400 on to the client (see DecisionService._as_403).
+_NO_400 = frozenset({"nginx"})
 
 
 class RuntimeSource(Protocol):
@@ -93,6 +95,7 @@ class DecisionService:
         # a SAS allow's content -> (the allow, its key-slot counter)
         self._sas_allows: BoundedMemo[tuple[Any, ...], tuple[Decision, Any]] = BoundedMemo(_SAS_ALLOWS)
         self._settled: BoundedMemo[tuple[Any, ...], Decision] = BoundedMemo(_SETTLED_DENIES)  # deny content -> deny
+        self._answered_403: IdentityMemo[Decision] = IdentityMemo(_SETTLED_DENIES)  # a 400 -> its NGINX answer
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
@@ -152,7 +155,22 @@ class DecisionService:
         elapsed = time.perf_counter() - started
         self._audit.decision(request, decision, elapsed * 1000)
         self._count(request.gateway, decision, elapsed)
-        return _dry_run_pass(decision, context) if dry_run else decision
+        if dry_run:
+            return _dry_run_pass(decision, context)
+        if decision.status == 400 and request.gateway in _NO_400:
+            return self._as_403(decision)
+        return decision
+
+    def _as_403(self, decision: Decision) -> Decision:
+        """A 400 as NGINX is answered it: 403 with the same reason (logged and counted as the 400 it is).
+
+        NGINX turns an ``auth_request`` answer other than 2xx, 401 and 403 into its own 500, logged at error level
+        with the client's request line, query string (and any ``sb-hc-token`` in it) included.
+        """
+        answered = self._answered_403.get(decision, id(decision))
+        if answered is None:
+            answered = self._answered_403.put(decision, id(decision), dataclasses.replace(decision, status=403))
+        return answered
 
     def _count(self, gateway: str, decision: Decision, elapsed: float) -> None:
         key = (gateway, id(decision))

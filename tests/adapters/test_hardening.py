@@ -50,9 +50,15 @@ async def test_envoy_http_ambiguous_path_is_400(client: TestClient[Any, Any], pa
 
 
 @pytest.mark.parametrize("path", AMBIGUOUS)
-async def test_nginx_ambiguous_path_is_400(client: TestClient[Any, Any], path: str) -> None:
+async def test_nginx_ambiguous_path_is_refused_as_403_with_its_reason(
+    client: TestClient[Any, Any], h: Harness, path: str
+) -> None:
+    """NGINX makes any auth answer but 2xx/401/403 a 500 logged with the request line: it is answered 403, with the
+    reason; the audit line keeps the 400 that was decided."""
     headers = {"X-Original-Host": HOST, "X-Original-URI": path, "X-Original-Method": "GET"}
-    assert await reason_of(await client.get("/auth", headers=headers)) == (400, "ambiguous_path")
+    assert await reason_of(await client.get("/auth", headers=headers)) == (403, "ambiguous_path")
+    (event,) = h.events()
+    assert (event["status"], event["reason"], event["gateway"]) == (400, "ambiguous_path", "nginx")
 
 
 @pytest.mark.parametrize("path", AMBIGUOUS)
@@ -115,9 +121,10 @@ async def test_forward_auth_repeated_forwarded_host_is_a_deny(client: TestClient
 
 
 @pytest.mark.parametrize("method", BAD_METHODS, ids=BAD_IDS)
-async def test_nginx_method_that_is_not_a_token_is_400(client: TestClient[Any, Any], method: str) -> None:
+async def test_nginx_method_that_is_not_a_token_is_refused(client: TestClient[Any, Any], method: str) -> None:
+    """A 400 ``invalid_method``, answered to NGINX as 403 (see the ambiguous path above)."""
     headers = {"X-Original-Host": HOST, "X-Original-URI": "/a/c", "X-Original-Method": method}
-    assert await reason_of(await client.get("/auth", headers=headers)) == (400, "invalid_method")
+    assert await reason_of(await client.get("/auth", headers=headers)) == (403, "invalid_method")
 
 
 @pytest.mark.parametrize("method", BAD_METHODS, ids=BAD_IDS)
@@ -142,4 +149,4 @@ async def test_a_valid_token_does_not_rescue_an_ambiguous_path(client: TestClien
     token = mint("/")
     headers = {"X-Original-Host": HOST, "X-Original-URI": "/a/b;x", "X-Original-Method": "GET"}
     response = await client.get("/auth", headers={**headers, "ServiceBusAuthorization": token})
-    assert await reason_of(response) == (400, "ambiguous_path")
+    assert await reason_of(response) == (403, "ambiguous_path")  # a 400, answered to NGINX as 403
