@@ -124,6 +124,7 @@ class DecisionService:
     def _first_pass(self, request: AuthzRequest, context: _Context) -> tuple[Runtime | None, Decision | _PendingJwt]:
         """Everything but the verification of an uncached JWT: the memo, the cache, SAS verification, policy."""
         runtime: Runtime | None = None
+        request_key: bytes | None = None
         try:
             runtime = self._source.runtime  # inside the try: a failing source is a deny like any other fault
             request_key = runtime.cache.request_key(request) if request.method else None
@@ -134,6 +135,18 @@ class DecisionService:
                 self._cache_hit.inc()
                 return runtime, remembered
             return runtime, self._decide(request, runtime, context, request_key)
+        except AuthzError as error:
+            if runtime is None or request_key is None or not _settles(error):
+                return runtime, self._failed(error, context, request.gateway)
+            # Refused before any credential was verified (no credential, unknown host, ambiguous path, conflicting
+            # carriers…): a function of the request as received and of this configuration, so the digest of the
+            # request is its key (one byte longer than every credential key: never the same).
+            self._cache_miss.inc()  # the request memo was asked and had nothing: as for a credential's first check
+            deny = self._settled_deny(error, context)
+            key = request_key + b"!"
+            runtime.cache.put(key, deny)
+            runtime.cache.remember(request_key, key)
+            return runtime, deny
         except Exception as exc:
             return runtime, self._failed(exc, context, request.gateway)
 
@@ -361,7 +374,7 @@ _HEALS = frozenset({"unknown_kid", "not_yet_valid", "keys_unavailable"})
 
 def _settles(error: AuthzError) -> bool:
     """Whether ``error`` refuses this credential for this request for as long as the configuration stays the same."""
-    return isinstance(error, InvalidCredential | NotPermitted) and error.reason not in _HEALS
+    return isinstance(error, BadRequest | InvalidCredential | NotPermitted) and error.reason not in _HEALS
 
 
 def _deny_expiry(error: AuthzError, context: _Context) -> float | None:

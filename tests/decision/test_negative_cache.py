@@ -184,3 +184,32 @@ async def test_a_settled_jwt_refusal_is_cached(error: AuthzError) -> None:
         decision = await service.decide(make_request("/orders", authorization=JWT))
         assert (decision.allowed, decision.reason) == (False, error.reason)
     assert jwt.calls == 1
+
+
+PRE_CREDENTIAL = {
+    "missing-credential": (make_request("/orders"), 401, "missing_credential"),
+    "unknown-host": (make_request("/orders", host="elsewhere.example", sba=TOKEN), 403, "unknown_namespace"),
+    "ambiguous-path": (make_request("/orders;x", sba=TOKEN), 400, "ambiguous_path"),
+    "invalid-method": (make_request("/orders", method="G,T", sba=TOKEN), 400, "invalid_method"),
+}
+
+
+@pytest.mark.parametrize(("request_", "status", "reason"), PRE_CREDENTIAL.values(), ids=PRE_CREDENTIAL.keys())
+async def test_a_request_refused_before_its_credential_is_answered_from_the_request_memo(
+    request_: Any, status: int, reason: str
+) -> None:
+    """No credential, an unknown host, an ambiguous path: a function of the request as received and the config."""
+    h = harness()
+    decisions = [await h.decide(request_) for _ in range(3)]
+    for decision in decisions:
+        assert_decision(decision, status, reason)
+    assert decisions[2] is decisions[1] is decisions[0]
+    assert lookups(h) == (2, 1)
+    assert [e["reason"] for e in h.events()] == [reason] * 3
+
+
+async def test_a_remembered_refusal_never_answers_the_same_path_with_a_credential() -> None:
+    h = harness()
+    assert_decision(await h.decide(make_request("/orders")), 401, "missing_credential")
+    assert_decision(await h.decide(make_request("/orders", sba=TOKEN)), 200, "allowed")
+    assert_decision(await h.decide(make_request("/orders")), 401, "missing_credential")
