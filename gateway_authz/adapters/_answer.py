@@ -29,6 +29,7 @@ DECISION_ID_HEADER = "x-authz-decision-id"
 WWW_AUTHENTICATE = 'SharedAccessSignature realm="gateway-authz", Bearer realm="gateway-authz"'
 
 _MESSAGES = {
+    400: "the request is malformed or ambiguous",
     401: "a valid credential is required",
     403: "the credential does not grant this right on this resource",
     503: "the authorization service could not verify the request",

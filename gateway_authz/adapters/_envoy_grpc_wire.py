@@ -38,6 +38,7 @@ from google.rpc import code_pb2, status_pb2
 
 from ..core.errors import NotPermitted
 from ..core.memo import BoundedMemo
+from ..core.methods import is_method_token
 from ..core.model import AuthzRequest, Decision, Right, headers_from_pairs
 from ._answer import DECISION_ID_HEADER, WWW_AUTHENTICATE, allow_headers, deny_body
 
@@ -45,7 +46,6 @@ __all__ = ["check_request_to_authz", "decision_to_check_response"]
 
 # Bounds on what one CheckRequest may carry. Envoy's own defaults (60 KiB of request headers, 100 headers) sit
 # well inside them; anything bigger is not a request we want to reason about, so it is denied.
-_MAX_METHOD = 32
 _MAX_HOST = 1024
 _MAX_TARGET = 64 * 1024
 _MAX_HEADER_COUNT = 512
@@ -55,8 +55,6 @@ _MAX_CONTEXT_ENTRIES = 32
 _MAX_CONTEXT_KEY = 64
 _MAX_CONTEXT_VALUE = 1024
 
-# RFC 9110 token characters: what a method may consist of.
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _SCHEMES = frozenset({"http", "https"})
 _ROUTE_RIGHTS: Mapping[str, str] = MappingProxyType({right.value.lower(): right.value for right in Right})
 _FLAGS = frozenset({"true", "false"})
@@ -64,7 +62,12 @@ _EMPTY_CONTEXT: Mapping[str, str] = MappingProxyType({})
 
 # HTTP status of a deny -> google.rpc code Envoy expects beside it.
 _RPC_CODES: Mapping[int, int] = MappingProxyType(
-    {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED, 503: code_pb2.UNAVAILABLE}
+    {
+        400: code_pb2.INVALID_ARGUMENT,
+        401: code_pb2.UNAUTHENTICATED,
+        403: code_pb2.PERMISSION_DENIED,
+        503: code_pb2.UNAVAILABLE,
+    }
 )
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -91,7 +94,7 @@ def check_request_to_authz(request: Any) -> AuthzRequest:
     http = attributes.request.http
 
     method: str = http.method
-    if not method or len(method) > _MAX_METHOD or not _TCHAR.issuperset(method):
+    if not is_method_token(method):
         raise _malformed("method")
     target: str = http.path
     if not target.startswith("/"):

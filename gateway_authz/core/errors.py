@@ -3,6 +3,8 @@
 ::
 
     AuthzError                      the root; never raised itself
+     ├── BadRequest          400    the request itself is ambiguous or malformed (a path an upstream could read as
+     │                              another resource, a method that is not a token): decided as nothing at all
      ├── InvalidCredential   401    missing, malformed, bad signature, expired, unknown key name or issuer
      ├── NotPermitted        403    valid credential (or none needed) but no right on that resource
      └── CannotVerify        503    the service could not decide (keys unavailable, internal fault)
@@ -21,6 +23,7 @@ from typing import ClassVar
 
 __all__ = [
     "AuthzError",
+    "BadRequest",
     "CannotVerify",
     "ConfigError",
     "ConfigProblem",
@@ -42,6 +45,16 @@ class AuthzError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.reason!r})"
+
+
+class BadRequest(AuthzError):
+    """A request the service refuses to decide at all, whatever its credential: 400.
+
+    Used where deciding it as one resource would be a guess another reader of the same bytes could contradict.
+    """
+
+    status = 400
+    message = "the request is malformed or ambiguous"
 
 
 class InvalidCredential(AuthzError):

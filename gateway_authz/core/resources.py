@@ -13,9 +13,10 @@ import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
+from itertools import combinations
+from urllib.parse import unquote, unquote_to_bytes
 
-from .errors import InvalidCredential, NotPermitted
+from .errors import BadRequest, InvalidCredential, NotPermitted
 from .memo import BoundedMemo
 from .settings import Entity, Namespace
 
@@ -28,6 +29,7 @@ __all__ = [
     "canonical_segments",
     "parse_sr",
     "split_target",
+    "upstream_readings",
 ]
 
 MAX_TARGET_LENGTH = 16 * 1024
@@ -41,6 +43,10 @@ _UNSAFE_DECODED = re.compile(r"[\x00-\x1f\x7f\\/]")
 # "%252e%252e" as "..", so such a segment names two different resources depending on who reads it.
 _DOUBLE_ENCODED = re.compile(r"%(?:2[eEfF]|5[cC]|25)")
 _HC_PREFIX = "$hc"
+# A decoded segment some common upstream would read differently: ";params" (servlet containers drop them), a
+# trailing dot or space (Windows/IIS-style trimming), an escape left after our one decoding (a second decoding).
+_LOOSE_SEGMENT = re.compile(r"[;%]|[. ]$")
+_LOOSE_BROKEN = frozenset(("", ".", ".."))
 # Resolutions and token resources remembered: a gateway in front of a few entities sends the same (Host, path) pairs,
 # and fresh tokens for one resource the same sr, over and over. Bounded in count and in the length of what is
 # remembered (at most ~1.5 MB each, whatever clients send).
@@ -159,13 +165,61 @@ def _parse_sr(decoded_sr: str) -> ResourcePath:
         raise InvalidCredential("malformed_token", f"sr is not a usable resource URI ({exc})") from None
 
 
+def _drop_params(segment: str) -> str:
+    return segment.partition(";")[0]
+
+
+def _trim(segment: str) -> str:
+    return segment.rstrip(". ")
+
+
+def _decode_again(segment: str) -> str:
+    decoded = unquote(segment, errors="replace")
+    return decoded.lower() if decoded.isascii() else decoded.translate(_ASCII_LOWER)
+
+
+# Each common upstream normalisation, in the order that widens most when several apply (a second decoding can
+# reveal a ";" or a trailing dot that the others then act on).
+_NORMALISATIONS = (_decode_again, _drop_params, _trim)
+
+
+def upstream_readings(segments: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The other paths an upstream could read canonical ``segments`` as, under each mix of the common normalisations.
+
+    Dropping ``;params`` per segment, trimming trailing dots and spaces per segment, and percent-decoding once
+    more: every non-empty combination of the three, each distinct reading once (``()`` when the path reads the
+    same under all of them, the usual case). Raises ``ValueError`` when a reading would change the path's shape
+    (a segment turning empty, a dot segment, or a separator), which no comparison of entities can make safe.
+    """
+    if not any(_LOOSE_SEGMENT.search(segment) for segment in segments):
+        return ()
+    readings: dict[tuple[str, ...], None] = {}
+    for count in range(1, len(_NORMALISATIONS) + 1):
+        for chosen in combinations(_NORMALISATIONS, count):
+            reading = []
+            for segment in segments:
+                for normalise in chosen:
+                    segment = normalise(segment)
+                if segment in _LOOSE_BROKEN or _UNSAFE_DECODED.search(segment):
+                    raise ValueError("a segment an upstream would read as empty, a dot segment or a separator")
+                reading.append(segment)
+            readings[tuple(reading)] = None
+    readings.pop(segments, None)
+    return tuple(readings)
+
+
 @dataclass(frozen=True, slots=True)
 class ResolvedResource:
-    """The namespace and entity (``None`` for the namespace itself) that a canonical request path names."""
+    """The namespace and entity (``None`` for the namespace itself) that a canonical request path names.
+
+    ``readings`` are the other segment tuples an upstream could make of the same path (:func:`upstream_readings`);
+    each names the same entity as ``path``, and a policy that looks at segments (management routes) checks them too.
+    """
 
     namespace: Namespace
     entity: Entity | None
     path: ResourcePath
+    readings: tuple[tuple[str, ...], ...] = ()
 
 
 class ResourceIndex:
@@ -222,4 +276,12 @@ class ResourceIndex:
             segments = canonical_segments(path)
         except (ValueError, UnicodeDecodeError):
             raise NotPermitted("malformed_request", "request path is ambiguous or not canonical") from None
-        return ResolvedResource(namespace, self.entity_for(namespace, segments), ResourcePath(host, segments))
+        entity = self.entity_for(namespace, segments)
+        try:
+            readings = upstream_readings(segments)
+        except ValueError as exc:
+            raise BadRequest("ambiguous_path", str(exc)) from None
+        for reading in readings:
+            if self.entity_for(namespace, reading) is not entity:
+                raise BadRequest("ambiguous_path", "an upstream normalising the path would reach another entity")
+        return ResolvedResource(namespace, entity, ResourcePath(host, segments), readings)

@@ -25,9 +25,44 @@ __all__ = ["DecisionCache"]
 
 # Requests remembered (request digest -> cache key, ~250 bytes each); cleared whole when full.
 _MEMO_ENTRIES = 16_384
+_MEMO_BYTES = 8 * 1024 * 1024  # two 32-byte digests and their costs each: the entry bound comes first
+# Denies cached at most (see DecisionCache), whatever decisionMaxEntries says.
+_DENY_ENTRIES = 16_384
 # Copying a started hash costs half of making one: OpenSSL 3 looks the digest up again on every construction.
 _SHA256 = hashlib.sha256()
 _SHA256_JOINED = hashlib.sha256(b"j")
+
+
+class _Lru:
+    """One LRU map of decisions with an expiry per entry (see :class:`DecisionCache`)."""
+
+    __slots__ = ("decisions", "expires", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = max(1, maxsize)
+        self.decisions: OrderedDict[bytes, Decision] = OrderedDict()  # least recently used first
+        self.expires: dict[bytes, float] = {}
+
+    def get(self, key: bytes, now: float) -> Decision | None:
+        decision = self.decisions.get(key)
+        if decision is None:
+            return None
+        if now < self.expires[key]:
+            self.decisions.move_to_end(key)
+            return decision
+        del self.decisions[key]
+        del self.expires[key]
+        return None
+
+    def put(self, key: bytes, decision: Decision, expires: float) -> None:
+        decisions = self.decisions
+        if key in decisions:
+            decisions.move_to_end(key)
+        elif len(decisions) >= self.maxsize:
+            evicted, _ = decisions.popitem(last=False)
+            del self.expires[evicted]
+        decisions[key] = decision
+        self.expires[key] = expires
 
 
 class DecisionCache:
@@ -38,6 +73,10 @@ class DecisionCache:
     checked on lookup instead of kept in an expiry heap. An expired entry is dropped when it is looked up or when
     it is the least recently used; either way at most ``maxsize`` are held.
 
+    Denies live in a map of their own, of at most ``_DENY_ENTRIES``: anyone can make a deny (a forged token costs
+    nothing), so a flood of distinct refused tokens must neither evict the allows that serve real clients nor hold
+    more than a few megabytes (an entry is a 32-byte key, an expiry and a shared decision).
+
     The recency order is a C ``OrderedDict`` (``move_to_end`` on a hit, ``popitem(last=False)`` to evict), and the
     expiries sit beside it in a plain map of floats that the garbage collector skips (a ``(decision, expiry)``
     tuple per entry would be one more object per entry for every full collection to walk). A full cache evicts
@@ -47,15 +86,14 @@ class DecisionCache:
     walks an expiry heap), so this cache stays.
     """
 
-    __slots__ = ("_clock", "_decisions", "_expires", "_maxsize", "_requests", "_ttl")
+    __slots__ = ("_allows", "_clock", "_denies", "_requests", "_ttl")
 
     def __init__(self, *, maxsize: int, ttl: float, clock: Callable[[], float] = time.time) -> None:
         self._ttl = ttl
         self._clock = clock
-        self._maxsize = max(1, maxsize)
-        self._requests: BoundedMemo[bytes, bytes] = BoundedMemo(_MEMO_ENTRIES)
-        self._decisions: OrderedDict[bytes, Decision] = OrderedDict()  # least recently used first
-        self._expires: dict[bytes, float] = {}
+        self._requests: BoundedMemo[bytes, bytes] = BoundedMemo(_MEMO_ENTRIES, max_bytes=_MEMO_BYTES)
+        self._allows = _Lru(maxsize)
+        self._denies = _Lru(min(maxsize, _DENY_ENTRIES))
 
     @staticmethod
     def key(*parts: str) -> bytes:
@@ -112,15 +150,9 @@ class DecisionCache:
     def get(self, key: bytes) -> Decision | None:
         if self._ttl <= 0:
             return None
-        decision = self._decisions.get(key)
-        if decision is None:
-            return None
-        if self._clock() < self._expires[key]:
-            self._decisions.move_to_end(key)
-            return decision
-        del self._decisions[key]
-        del self._expires[key]
-        return None
+        now = self._clock()
+        decision = self._allows.get(key, now)
+        return decision if decision is not None else self._denies.get(key, now)
 
     def put(self, key: bytes, decision: Decision, expires_at: float | None = None) -> None:
         """Keep ``decision`` under ``key`` for ``decisionTtlSeconds``, and never at or past ``expires_at``."""
@@ -128,14 +160,10 @@ class DecisionCache:
             now = self._clock()
             expires = min(now + self._ttl, math.inf if expires_at is None else expires_at)
             if now < expires:  # an entry that could never be used is not stored (as a TLRUCache skips it)
-                decisions = self._decisions
-                if key in decisions:
-                    decisions.move_to_end(key)
-                elif len(decisions) >= self._maxsize:
-                    evicted, _ = decisions.popitem(last=False)
-                    del self._expires[evicted]
-                decisions[key] = decision
-                self._expires[key] = expires
+                store, other = (self._allows, self._denies) if decision.allowed else (self._denies, self._allows)
+                if other.decisions.pop(key, None) is not None:  # one entry per key, whichever it now is
+                    del other.expires[key]
+                store.put(key, decision, expires)
 
     def __len__(self) -> int:
-        return len(self._decisions)
+        return len(self._allows.decisions) + len(self._denies.decisions)

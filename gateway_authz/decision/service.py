@@ -16,8 +16,9 @@ from typing import Any, NamedTuple, Protocol
 
 from ..core.credentials import FoundCredential, find_credential, parse_query
 from ..core.decision_ids import DecisionIds
-from ..core.errors import AuthzError, CannotVerify, InvalidCredential, NotPermitted
+from ..core.errors import AuthzError, BadRequest, CannotVerify, InvalidCredential, NotPermitted
 from ..core.memo import BoundedMemo, IdentityMemo
+from ..core.methods import is_method_token
 from ..core.metrics import Metrics
 from ..core.model import AuthzRequest, Decision, Right, Verdict
 from ..core.resources import ResolvedResource, split_target
@@ -34,6 +35,9 @@ Clock = Callable[[], float]
 
 _COUNTED_DECISIONS = 1024  # decisions whose counter is found by identity; cleared whole when full
 _SAS_ALLOWS = 1024  # distinct SAS allows kept to answer again (see _verify_sas); cleared whole when full
+_SETTLED_DENIES = 1024  # distinct settled denies shared by every cache entry alike (see _settled_deny)
+# Gateways that cannot pass a 400 on to the client (see DecisionService._as_403).
+_NO_400 = frozenset({"nginx"})
 
 
 class RuntimeSource(Protocol):
@@ -68,6 +72,7 @@ class _Context:
     entity = ""
     strip_headers: tuple[str, ...] = ()  # the credential carriers, removed upstream on a dry-run pass too
     strip_query: tuple[str, ...] = ()
+    expires_at: float | None = None  # the credential's own expiry, once it is known
 
 
 class DecisionService:
@@ -98,6 +103,8 @@ class DecisionService:
         self._counters: IdentityMemo[Any] = IdentityMemo(_COUNTED_DECISIONS)  # by (gateway, id(decision))
         # a SAS allow's content -> (the allow, its key-slot counter, the rule slot its last use is noted under)
         self._sas_allows: BoundedMemo[tuple[Any, ...], tuple[Decision, Any, Any]] = BoundedMemo(_SAS_ALLOWS)
+        self._settled: BoundedMemo[tuple[Any, ...], Decision] = BoundedMemo(_SETTLED_DENIES)  # deny content -> deny
+        self._answered_403: IdentityMemo[Decision] = IdentityMemo(_SETTLED_DENIES)  # a 400 -> its NGINX answer
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
@@ -141,15 +148,29 @@ class DecisionService:
     def _first_pass(self, request: AuthzRequest, context: _Context) -> tuple[Runtime | None, Decision | _PendingJwt]:
         """Everything but the verification of an uncached JWT: the memo, the cache, SAS verification, policy."""
         runtime: Runtime | None = None
+        request_key: bytes | None = None
         try:
             runtime = self._source.runtime  # inside the try: a failing source is a deny like any other fault
             request_key = runtime.cache.request_key(request) if request.method else None
             remembered = runtime.cache.recall(request_key) if request_key is not None else None
-            # Only an allow: a deny takes the full path, which also finds the carriers a dry-run answer strips.
-            if remembered is not None and remembered.allowed:
+            if remembered is not None:
+                # A deny carries the credential carriers it was made for: a dry-run pass strips them like an allow.
+                context.strip_headers, context.strip_query = remembered.strip_headers, remembered.strip_query
                 self._cache_hit.inc()
                 return runtime, remembered
             return runtime, self._decide(request, runtime, context, request_key)
+        except AuthzError as error:
+            if runtime is None or request_key is None or not _settles(error):
+                return runtime, self._failed(error, context, request.gateway)
+            # Refused before any credential was verified (no credential, unknown host, ambiguous path, conflicting
+            # carriers…): a function of the request as received and of this configuration, so the digest of the
+            # request is its key (one byte longer than every credential key: never the same).
+            self._cache_miss.inc()  # the request memo was asked and had nothing: as for a credential's first check
+            deny = self._settled_deny(error, context)
+            key = request_key + b"!"
+            runtime.cache.put(key, deny)
+            runtime.cache.remember(request_key, key)
+            return runtime, deny
         except Exception as exc:
             return runtime, self._failed(exc, context, request.gateway)
 
@@ -174,11 +195,26 @@ class DecisionService:
             elapsed = time.perf_counter() - started
             self._audit.decision(request, decision, elapsed * 1000, decision_id)
             self._count(request.gateway, decision, elapsed)
-            return (_dry_run_pass(decision, context) if dry_run else decision), decision_id
+            if dry_run:
+                return _dry_run_pass(decision, context), decision_id
+            if decision.status == 400 and request.gateway in _NO_400:
+                return self._as_403(decision), decision_id
+            return decision, decision_id
         elapsed = time.perf_counter() - started
         self._audit.decision(request, decision, elapsed * 1000, decision_id)
         self._count(request.gateway, decision, elapsed)
         return decision, decision_id
+
+    def _as_403(self, decision: Decision) -> Decision:
+        """A 400 as NGINX is answered it: 403 with the same reason (logged and counted as the 400 it is).
+
+        NGINX turns an ``auth_request`` answer other than 2xx, 401 and 403 into its own 500, logged at error level
+        with the client's request line, query string (and any ``sb-hc-token`` in it) included.
+        """
+        answered = self._answered_403.get(decision, id(decision))
+        if answered is None:
+            answered = self._answered_403.put(decision, id(decision), dataclasses.replace(decision, status=403))
+        return answered
 
     def _count(self, gateway: str, decision: Decision, elapsed: float) -> None:
         key = (gateway, id(decision))
@@ -203,6 +239,8 @@ class DecisionService:
     ) -> Decision | _PendingJwt:
         if not request.method:  # absent or repeated X-Original-Method: a guess could skip a management route
             raise NotPermitted("malformed_request", "the gateway did not say which method the request used")
+        if not is_method_token(request.method):  # "G\xffT", "GET /x", 5 KB: whatever it is, not a method
+            raise BadRequest("invalid_method", "the method is not an RFC 9110 token")
         path, query_string = split_target(request.target)
         resolved = runtime.policy.resolve(request.host, path)
         context.namespace = resolved.namespace.name
@@ -234,7 +272,11 @@ class DecisionService:
             return _PendingJwt(request.gateway, runtime, found, resolved, rights, key, request_key)
         else:
             self._cache_miss.inc()
-            cached, expires_at = self._verify_sas(found, runtime, resolved, rights, context)
+            expires_at: float | None
+            try:
+                cached, expires_at = self._verify_sas(found, runtime, resolved, rights, context)
+            except AuthzError as error:
+                cached, expires_at = self._settled_deny(error, context), _deny_expiry(error, context)
             runtime.cache.put(key, cached, expires_at)
         if request_key is not None:
             runtime.cache.remember(request_key, key)
@@ -255,8 +297,45 @@ class DecisionService:
             if pending.request_key is not None:
                 runtime.cache.remember(pending.request_key, pending.key)
             return decision
+        except AuthzError as error:
+            if not _settles(error):
+                return self._failed(error, context, pending.gateway)
+            deny = self._settled_deny(error, context)
+            # A refused bearer token's claims are not verified: its deny lasts the decision TTL, no longer.
+            pending.runtime.cache.put(pending.key, deny, _deny_expiry(error, context))
+            if pending.request_key is not None:
+                pending.runtime.cache.remember(pending.request_key, pending.key)
+            return deny
         except Exception as exc:
             return self._failed(exc, context, pending.gateway)
+
+    def _settled_deny(self, error: AuthzError, context: _Context) -> Decision:
+        """The deny to cache for a credential refused for good (rights, scope, expiry, signature); raises the rest.
+
+        It names the credential carriers, so that a dry-run pass answered from the cache strips them as an allow
+        does. Denies alike are one object (as SAS allows are): a flood of distinct refused tokens shares a handful
+        of decisions, whose audit line heads and counters are then found by identity.
+        """
+        if not _settles(error):
+            raise error
+        content = (
+            type(error),
+            error.reason,
+            error.detail,
+            context.auth,
+            context.principal,
+            context.right,
+            context.namespace,
+            context.entity,
+            context.strip_headers,
+            context.strip_query,
+        )
+        known = self._settled.get(content)
+        if known is None:
+            deny = _deny(error, context)
+            deny = dataclasses.replace(deny, strip_headers=context.strip_headers, strip_query=context.strip_query)
+            known = self._settled.put(content, deny)
+        return known
 
     def _verify_sas(
         self,
@@ -269,12 +348,8 @@ class DecisionService:
         """The decision on a SAS token and the time it stops holding (its ``se``); raises what is not cached."""
         token = parse_sas(found.value)
         context.principal = token.key_name
-        try:
-            verified = runtime.policy.authorize_sas(token, resolved, rights, now=self._clock())
-        except AuthzError as error:
-            if error.status == 403:  # a verified token's 403 is as stable as an allow: cache it, to its expiry
-                return _deny(error, context), float(token.expiry)
-            raise
+        context.expires_at = float(token.expiry)
+        verified = runtime.policy.authorize_sas(token, resolved, rights, now=self._clock())
         # Every fresh token of one rule for one entity and right is allowed alike, so one decision object answers
         # them all: its audit line head, counter and answer bytes are then found by identity, not made again.
         namespace, entity = resolved.namespace.name, resolved.entity.name if resolved.entity else ""
@@ -330,6 +405,22 @@ def _deny(error: AuthzError, context: _Context) -> Decision:
         entity=context.entity,
         audit=audit,
     )
+
+
+# Refusals that can heal by themselves, without the token or the configuration changing: the issuer's keys may be
+# refreshed (a new kid), time may reach nbf/iat. Never cached; neither is anything the service could not decide (503).
+_HEALS = frozenset({"unknown_kid", "not_yet_valid", "keys_unavailable"})
+
+
+def _settles(error: AuthzError) -> bool:
+    """Whether ``error`` refuses this credential for this request for as long as the configuration stays the same."""
+    return isinstance(error, BadRequest | InvalidCredential | NotPermitted) and error.reason not in _HEALS
+
+
+def _deny_expiry(error: AuthzError, context: _Context) -> float | None:
+    """How long a settled deny may answer: to the token's own expiry, or the decision TTL alone for an expired one
+    (it never becomes valid again) and for a token whose expiry was never read."""
+    return None if error.reason == "expired" else context.expires_at
 
 
 def _dry_run_pass(decision: Decision, context: _Context) -> Decision:

@@ -20,7 +20,7 @@ from ..core.resources import ResolvedResource
 from ..core.settings import Settings
 from .jwks import HttpJwksFetcher, JwksCache, JwksFetchError
 from .jwt import VerifiedJwt
-from .rbac import RbacGrant, RbacPolicy, permission_for
+from .rbac import RbacGrant, RbacPolicy, permission_for, unlisted_entity_permissions
 
 __all__ = ["EntraAuthorizer", "arm_scope", "rbac_decision"]
 
@@ -92,6 +92,8 @@ def rbac_decision(
     """The decision on a verified token: the role assignment that grants every right in ``rights``, or a 403.
 
     Pure: the decision service (through :meth:`EntraAuthorizer.authorize`) and ``explain`` both decide with it.
+    An entity the configuration does not list could be either kind: a role excluding the right for either is
+    honoured (``unless_excluding``).
     """
     namespace, entity = resolved.namespace, resolved.entity
     scope = arm_scope(resolved)
@@ -100,6 +102,7 @@ def rbac_decision(
         audit["groups_overage"] = "true"  # the token named no groups: only direct assignments could match
     entity_name = entity.name if entity is not None else ""
     grant: RbacGrant | None = None
+    unlisted = entity is None and bool(resolved.path.segments)  # an entity the config does not list
     try:
         for right in rights:
             grant = rbac.authorize(
@@ -108,6 +111,7 @@ def rbac_decision(
                 scope,
                 permission_for(right, entity.kind if entity is not None else None),
                 groups_overage=verified.groups_overage,
+                unless_excluding=unlisted_entity_permissions(right) if unlisted else (),
             )
     except NotPermitted as error:  # as stable as an allow for this token: cached, to its expiry
         grant = None

@@ -38,6 +38,7 @@ __all__ = [
     "authorize",
     "permission_for",
     "scope_covers",
+    "unlisted_entity_permissions",
 ]
 
 _ASCII_LOWER: Final = MappingProxyType(str.maketrans(string.ascii_uppercase, string.ascii_lowercase))
@@ -76,6 +77,16 @@ def permission_for(right: Right, entity_kind: EntityKind | None) -> Permission:
     if right is Right.SEND:
         return Permission(Plane.DATA, f"{base}/send/action")
     return Permission(Plane.CONTROL, f"{base}/write")
+
+
+def unlisted_entity_permissions(right: Right) -> tuple[Permission, ...]:
+    """What ``right`` would need on an entity the configuration does not list, for each kind it could be.
+
+    Such a request is decided with the namespace-level permission (there is no entity scope to name), but the
+    upstream may well be a hybrid connection or a WCF relay: a role that excludes the right on either kind
+    (``notDataActions: [Microsoft.Relay/namespaces/hybridConnections/send/action]``) must not grant it there.
+    """
+    return tuple(permission_for(right, kind) for kind in EntityKind)
 
 
 def _segments(scope: str) -> tuple[str, ...]:
@@ -125,9 +136,13 @@ class _Role:
     def grants(self, permission: Permission) -> bool:
         plane = 0 if permission.plane is Plane.CONTROL else 1
         action = _fold(permission.action)
-        return any(p.fullmatch(action) for p in self.allow[plane]) and not any(
-            p.fullmatch(action) for p in self.deny[plane]
-        )
+        return any(p.fullmatch(action) for p in self.allow[plane]) and not self.excludes(permission)
+
+    def excludes(self, permission: Permission) -> bool:
+        """Whether one of the role's ``notActions`` / ``notDataActions`` matches ``permission``."""
+        plane = 0 if permission.plane is Plane.CONTROL else 1
+        action = _fold(permission.action)
+        return any(p.fullmatch(action) for p in self.deny[plane])
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,16 +205,20 @@ class RbacPolicy:
         permission: Permission,
         *,
         groups_overage: bool = False,
+        unless_excluding: tuple[Permission, ...] = (),
     ) -> RbacGrant:
         """The deciding grant for ``permission`` on ``resource_scope``, or :class:`NotPermitted`.
 
-        Pass ``groups=()`` and ``groups_overage=True`` for a token whose groups did not fit in it.
+        Pass ``groups=()`` and ``groups_overage=True`` for a token whose groups did not fit in it. A role whose
+        exclusions match one of ``unless_excluding`` does not grant (see :func:`unlisted_entity_permissions`).
         """
         resource = _segments(resource_scope)
         grants = [
             (bound, via)
             for bound, via in self._candidates(principal_oid, () if groups_overage else groups)
-            if _covers(bound.scope, resource) and bound.role.grants(permission)
+            if _covers(bound.scope, resource)
+            and bound.role.grants(permission)
+            and not any(bound.role.excludes(other) for other in unless_excluding)
         ]
         if not grants:
             overage = "; groups overage: group assignments not evaluated" if groups_overage else ""

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..core.appkeys import HOLDER
 from ..core.settings import Settings
+from ._quiet import quiet_server_logger
 from .app import create_admin_app, create_app, decision_runner
 
 __all__ = ["DEFAULT_KEEPALIVE_TIMEOUT", "ServeOptions", "run"]
@@ -65,9 +66,15 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
         max_line_size=_MAX_HEADER_BYTES,
         max_field_size=_MAX_HEADER_BYTES,
         keepalive_timeout=options.keepalive_timeout,
+        logger=quiet_server_logger(),
     )
     admin_runner = web.AppRunner(
-        admin, access_log=None, handle_signals=False, shutdown_timeout=2.0, keepalive_timeout=options.keepalive_timeout
+        admin,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=2.0,
+        keepalive_timeout=options.keepalive_timeout,
+        logger=quiet_server_logger(),
     )
     await runner.setup()
     await admin_runner.setup()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..core.credentials import QueryFacts
-from ..core.errors import CannotVerify, InvalidCredential, NotPermitted
+from ..core.errors import BadRequest, CannotVerify, InvalidCredential, NotPermitted
 from ..core.memo import BoundedMemo
 from ..core.model import AuthzRequest, Right
 from ..core.resources import ResolvedResource, ResourceIndex, ResourcePath, canonical_segments
@@ -82,12 +82,14 @@ class CompiledPolicy:
             if right is None:
                 raise NotPermitted("malformed_request", "context_extensions right is not Listen, Send or Manage")
             rights.append(right)
-        segments = resolved.path.segments
+        routes = self._management[resolved.namespace.name]
         method = request.method.upper()
-        for prefix, methods in self._management[resolved.namespace.name]:
-            if segments[: len(prefix)] == prefix and (not methods or method in methods):
-                rights.append(Right.MANAGE)
-                break
+        route = _management_route(routes, resolved.path.segments, method)
+        if route is not None:
+            rights.append(Right.MANAGE)
+        for reading in resolved.readings:  # "PUT /$admin;x" is "PUT /$admin" to a servlet-style upstream
+            if _management_route(routes, reading, method) != route:
+                raise BadRequest("ambiguous_path", "an upstream normalising the path would reach another route")
         if query.action_right is not None:
             rights.append(query.action_right)
         if not rights:
@@ -162,6 +164,16 @@ class CompiledPolicy:
         raise InvalidCredential(
             "missing_credential", "no credential in sb-hc-token, ServiceBusAuthorization or Authorization"
         )
+
+
+def _management_route(
+    routes: tuple[tuple[tuple[str, ...], frozenset[str]], ...], segments: tuple[str, ...], method: str
+) -> int | None:
+    """The index of the first management route ``method`` on ``segments`` falls under, if any."""
+    for i, (prefix, methods) in enumerate(routes):
+        if segments[: len(prefix)] == prefix and (not methods or method in methods):
+            return i
+    return None
 
 
 def _refuse_if_signed_elsewhere(token: SasToken, others: Sequence[RuleKeys], *, now: float, sas: SasSettings) -> None:

@@ -358,12 +358,20 @@ def test_deny_503_is_a_denial_not_an_error_response() -> None:
     assert response.denied_response.status.code == 503
 
 
+def test_deny_400_is_invalid_argument_with_its_reason() -> None:
+    """A request refused as ambiguous (400) keeps its status and reason through gRPC: INVALID_ARGUMENT."""
+    response = decision_to_check_response(dataclasses.replace(DENY_403, status=400, reason="ambiguous_path"))
+    assert response.status.code == code_pb2.INVALID_ARGUMENT
+    assert response.denied_response.status.code == 400
+    assert json.loads(response.denied_response.body)["reason"] == "ambiguous_path"
+
+
 @pytest.mark.parametrize(
     ("decision", "status"),
     [
         pytest.param(dataclasses.replace(DENY_403, status=200), 403, id="deny-with-200"),
         pytest.param(dataclasses.replace(ALLOW, status=204), 403, id="allow-with-204"),
-        pytest.param(dataclasses.replace(DENY_403, status=400), 403, id="deny-with-400"),
+        pytest.param(dataclasses.replace(DENY_403, status=418), 403, id="deny-with-418"),
         pytest.param(dataclasses.replace(DENY_503, status=500), 503, id="deny-with-500"),
     ],
 )

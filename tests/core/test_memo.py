@@ -48,3 +48,34 @@ def test_the_memo_is_cleared_when_full() -> None:
         memo.put(obj, id(obj), n)
     assert memo.get(objs[0], id(objs[0])) is None and memo.get(objs[1], id(objs[1])) is None
     assert memo.get(objs[2], id(objs[2])) == 2
+
+
+def test_a_bounded_memo_is_bounded_in_bytes_not_only_entries() -> None:
+    """Issue 18: 1,000 entries keyed by 50 KB strings would hold 50 MB; the byte bound keeps the memo under it."""
+    memo: BoundedMemo[str, str] = BoundedMemo(1000, max_bytes=1024 * 1024)
+    for i in range(1000):
+        memo.put(f"{i:05d}" + "x" * 50_000, "v")
+    assert memo.weight <= 1024 * 1024
+    assert sum(len(k) for k in memo) <= 1024 * 1024
+
+
+def test_an_entry_too_heavy_for_the_memo_is_not_stored_and_keeps_the_others() -> None:
+    memo: BoundedMemo[str, str] = BoundedMemo(10, max_bytes=16 * 1024)
+    memo.put("small", "v")
+    assert memo.put("x" * 2000, "big") == "big"
+    assert "x" * 2000 not in memo and memo.get("small") == "v"
+
+
+def test_clear_forgets_the_weight() -> None:
+    memo: BoundedMemo[str, str] = BoundedMemo(10)
+    memo.put("a" * 100, "b")
+    memo.clear()
+    assert memo.weight == 0 and not memo
+
+
+def test_an_identity_memo_is_bounded_in_bytes() -> None:
+    memo: IdentityMemo[str] = IdentityMemo(1000, max_bytes=1024 * 1024)
+    keep = [object() for _ in range(500)]
+    for obj in keep:
+        memo.put(obj, (id(obj), "p" * 50_000), "h" * 10_000)
+    assert memo.weight <= 1024 * 1024

@@ -117,13 +117,14 @@ async def test_zero_decision_ttl_disables_the_cache() -> None:
     assert lookups(h) == (0, 3)
 
 
-async def test_401_is_never_cached() -> None:
-    """A forged token is re-checked every time (a 401 says nothing stable about the credential)."""
+async def test_a_forged_tokens_401_is_cached_as_a_deny() -> None:
+    """Issue 18: a forged token's 401 is settled for this configuration: the retry is answered from the cache (see
+    ``tests/decision/test_negative_cache.py``)."""
     forged = forge(TOKEN)
     h = harness()
     for _ in range(2):
         assert_decision(await h.decide(make_request("/orders", sba=forged)), 401, "bad_signature")
-    assert lookups(h) == (0, 2)
+    assert lookups(h) == (1, 1)
 
 
 async def test_403_of_a_verified_token_is_cached_until_its_se() -> None:
@@ -310,15 +311,28 @@ def test_storing_a_key_again_replaces_its_entry_and_makes_it_recent() -> None:
     deny = Decision.deny(NotPermitted("insufficient_rights"))
     cache.put(b"a", ALLOW, NOW + 5)
     cache.put(b"b", ALLOW)
-    cache.put(b"a", deny, NOW + 10)
+    cache.put(b"a", ALLOW, NOW + 10)
     cache.put(b"c", ALLOW)  # evicts b, used longer ago than a
-    assert (cache.get(b"a"), cache.get(b"b"), len(cache)) == (deny, None, 2)
+    assert (cache.get(b"a"), cache.get(b"b"), len(cache)) == (ALLOW, None, 2)
+    cache.put(b"a", deny, NOW + 10)  # the same key as a deny: one entry, now the deny
+    assert (cache.get(b"a"), len(cache)) == (deny, 2)
     clock.advance(9)
     assert cache.get(b"a") is deny
     clock.advance(1)
     assert cache.get(b"a") is None
     cache.put(b"b", ALLOW)  # room again: the evicted and the expired entries left nothing behind
     assert (cache.get(b"b"), cache.get(b"c"), len(cache)) == (ALLOW, ALLOW, 2)
+
+
+def test_a_flood_of_denies_never_evicts_the_allows() -> None:
+    """Issue 18: anyone can make a deny; denies have a map of their own, so a flood of them leaves allows alone."""
+    cache = DecisionCache(maxsize=4, ttl=60, clock=FakeClock())
+    deny = Decision.deny(NotPermitted("insufficient_rights"))
+    cache.put(b"allow", ALLOW)
+    for i in range(100):
+        cache.put(f"deny-{i}".encode(), deny)
+    assert cache.get(b"allow") is ALLOW
+    assert len(cache) == 1 + 4  # the denies bounded by min(maxsize, 16,384)
 
 
 def test_a_decision_already_expired_is_not_stored() -> None:

@@ -132,6 +132,11 @@ async def test_explain_gives_the_decision_the_service_gives_for_every_request_of
     assert {(True, 200), (False, 401), (False, 403)} <= seen  # the table covers allows and both denies
 
 
+def _cached(cache: Any) -> dict[bytes, Any]:
+    """Every entry the decision cache holds, allows and denies (its two maps)."""
+    return {**cache._allows.decisions, **cache._denies.decisions}
+
+
 async def test_explain_changes_no_metric_cache_key_slot_recent_deny_or_audit_line(
     app: Any, signing_key: SigningKey
 ) -> None:
@@ -140,7 +145,7 @@ async def test_explain_changes_no_metric_cache_key_slot_recent_deny_or_audit_lin
     for request in table.values():  # some history first, so that "unchanged" is not "still empty"
         await service.decide(request)
     metrics_before = _counted(app)
-    cache_before = dict(runtime.cache._decisions)
+    cache_before = _cached(runtime.cache)
     key_use_before = dict(service.key_use.last_used())
     denies_before = service.recent_denies.snapshot()
     audit_before = list(app[AUDIT])
@@ -150,7 +155,7 @@ async def test_explain_changes_no_metric_cache_key_slot_recent_deny_or_audit_lin
     assert dict(service.key_use.last_used()) == key_use_before
     assert service.recent_denies.snapshot() == denies_before
     assert app[AUDIT] == audit_before
-    assert dict(runtime.cache._decisions) == cache_before and cache_before
+    assert _cached(runtime.cache) == cache_before and cache_before
 
 
 async def test_explain_does_not_fill_the_decision_cache(app: Any) -> None:

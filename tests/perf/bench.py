@@ -72,6 +72,7 @@ class Row:
     # beside the one to ``floor``, which is given the very requests of this row.
     bare_floor: str | None = None
     direct: bool = False  # wrk straight at the authorizer's /ext_authz (no gateway): its own ceiling
+    denied: bool = False  # every request is meant to be refused (non-2xx is the expected answer, an allow an error)
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -137,6 +138,17 @@ ROWS: tuple[Row, ...] = (
         "envoy-floor-sas",
         Target(0.85),
         bare_floor="envoy-floor",
+    ),
+    Row(
+        "envoy-sas-deny",
+        "Envoy + gateway-authz, SAS, one forged token repeated (cached deny)",
+        "envoy-authz",
+        "authz",
+        "sas-denied",
+        "envoy-floor-sas",
+        beside="envoy-sas-hit",  # issue 18: at least 0.8x the cached allow's req/s
+        bare_floor="envoy-floor",
+        denied=True,
     ),
     Row("envoy-jwt-authn", "Envoy jwt_authn filter, RS256 (no ext_authz)", "envoy-jwt-authn", None, "jwt"),
     Row(
@@ -267,6 +279,18 @@ ROWS: tuple[Row, ...] = (
         direct=True,
         beside="direct-sas-hit",
     ),
+    Row(
+        "direct-sas-deny",
+        "wrk → gateway-authz /ext_authz directly, one forged token repeated (cached deny)",
+        "authz",
+        "authz",
+        "sas-denied",
+        "direct-floor",
+        default=False,
+        beside="direct-sas-hit",
+        direct=True,
+        denied=True,
+    ),
 )
 JWT_ROWS = frozenset({"envoy-jwt-authn", "envoy-floor-jwt", "envoy-jwt-hit", "envoy-jwt-miss"})
 
@@ -346,6 +370,8 @@ class Tokens:
         self._next_se = int(time.time()) + 6 * 3600
         self._signer = jwt_signer
         self._fixed_sas = self._write("sas-fixed", [fx.sas_token()])
+        # the same token with its signature replaced: refused (401 bad_signature) every time, cached after the first
+        self._denied_sas = self._write("sas-denied", [fx.sas_token().replace("&sig=", "&sig=AAAA", 1)])
         self._fixed_jwt = self._write("jwt-fixed", [f"Bearer {jwt_signer.token()}"]) if jwt_signer else None
         self._jwt_pool: Path | None = None
         self._serial = 0
@@ -365,6 +391,8 @@ class Tokens:
             return None
         if credential == "sas":
             return self._fixed_sas
+        if credential == "sas-denied":
+            return self._denied_sas
         if credential == "jwt":
             return self._fixed_jwt
         if credential == "sas-unique":  # never seen before by the service: every request a cache miss
@@ -467,11 +495,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(row: Row, result: dict[str, Any], *, warmup: bool) -> None:
-    """A row whose requests were not all answered 200 measures something else: say so loudly."""
-    errors = {k: result[k] for k in ("connect", "read", "write", "status", "timeout") if result[k]}
+    """A row whose requests were not all answered 200 (all refused, for a deny row) measures something else."""
+    kinds = ("connect", "read", "write", "timeout") if row.denied else ("connect", "read", "write", "status", "timeout")
+    errors = {k: result[k] for k in kinds if result[k]}
     cache = result.get("cache")
-    if cache and cache["deny"]:
-        errors["denied"] = cache["deny"]
+    if cache and cache["allow" if row.denied else "deny"]:
+        errors["allowed" if row.denied else "denied"] = cache["allow" if row.denied else "deny"]
     if errors:
         print(f"  !! {row.key}{' (warm-up)' if warmup else ''}: errors {errors}", flush=True)
 
@@ -518,7 +547,7 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
         r_beside = ratio(row, row.beside)
         if r_beside is not None:
             verdict = f"{r_beside:.2f}x {row.beside} req/s"
-        bad = sum(r["non_2xx"] + r["connect"] + r["read"] + r["timeout"] for r in row.results)
+        bad = sum((0 if row.denied else r["non_2xx"]) + r["connect"] + r["read"] + r["timeout"] for r in row.results)
         title = row.title + (f" ({bad:.0f} errors!)" if bad else "")
         cpu_cell = f"{_median(cpu):.0f}" if cpu else ""
         lines.append(
