@@ -14,9 +14,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Info,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from .buildinfo import BuildInfo, build_info
 
 __all__ = ["Metrics", "TallyCounter", "TallyHistogram"]
 
@@ -114,10 +124,24 @@ class _TallyCollector(Collector):
 class Metrics:
     """The service's collectors; ``render()`` gives the Prometheus text exposition."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        build: BuildInfo | None = None,
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._clock = clock
         r = self.registry
+        # What runs where, as operations expect from any exporter: gateway_authz_build_info{version,python,aiohttp} 1,
+        # and prometheus-client's process_* (CPU, memory, open fds, start time) and python_info families. The two
+        # collectors are stateless readers of /proc and the interpreter, shared by every registry that lists them.
+        Info("gateway_authz_build", "The running gateway-authz build.", registry=r).info(
+            (build or build_info()).labels()
+        )
+        r.register(PROCESS_COLLECTOR)
+        r.register(PLATFORM_COLLECTOR)
         self.decisions = TallyCounter(
             "gateway_authz_decisions",
             "Decisions made, by outcome, reason code, gateway, credential type and dry-run.",
