@@ -41,7 +41,7 @@ _PLAIN_ROUTES: dict[str, Adapter] = {"/auth": nginx.to_authz_request, "/forward-
 def _default_loader(path: str) -> Settings:
     from ..config.loader import load_settings  # imported late: the CLI's `token` and `keys` need no config module
 
-    return load_settings(path)
+    return load_settings(path, allow_missing_keys=True)  # a key not there yet: unready, never a crash loop
 
 
 def create_app(
@@ -183,7 +183,13 @@ def create_admin_app(decision_app: web.Application) -> web.Application:
         # Still 200 when degraded: the last good configuration and keys are serving, SAS decisions never need an
         # issuer, and taking every replica out of rotation over one bad ConfigMap edit or an identity provider
         # outage would turn a partial problem into a full one. The body and the metrics say what is degraded.
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+        # Key material that is not there yet (an empty Secret) is different: nothing good is serving for those
+        # rules, so the replica is unready (503) and says which references are missing, until they appear.
+        missing = runtime.settings.unavailable_keys()
+        if missing:
+            body["status"] = "unready"
+            body["missing_keys"] = list(missing)
+        return web.Response(body=orjson.dumps(body), status=503 if missing else 200, content_type="application/json")
 
     async def metrics_handler(_request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"content-type": "text/plain; version=0.0.4"})
