@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
+import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
 
+from ..config.default import default_config
+from ..core.buildinfo import package_version
 from ..core.errors import ConfigError
 from ..core.settings import Entity, Namespace, Settings
+from .serve import StartFailure, add_serve_parser, serve
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -27,38 +29,16 @@ __all__ = ["main"]
 _DEFAULT_TTL = 3600
 
 
-def _default_config() -> str:
-    """The shipped ``config/gateway-authz.yaml``, next to the package in a checkout, else in the working directory."""
-    for base in (Path(__file__).resolve().parent.parent, Path.cwd()):
-        candidate = base / "config" / "gateway-authz.yaml"
-        if candidate.is_file():
-            return str(candidate)
-    return "config/gateway-authz.yaml"
-
-
 class _Usage(Exception):
     """A bad argument: exit status 2 with the message."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway-authz", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gateway-authz {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the decision, admin and (optionally) gRPC listeners")
-    serve.add_argument("--config", default=None, help="config file (default: the shipped config/)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--admin-port", type=int, default=8081)
-    serve.add_argument("--grpc-port", type=int, default=None, help="serve Envoy gRPC ext_authz on this port")
-    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
-    serve.add_argument(
-        "--keepalive-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="close a connection that has not sent a complete request head this long after it opened or after its "
-        "last answer (bounds slow-loris clients; keep it above the gateway's upstream idle timeout; default 75)",
-    )
+    add_serve_parser(commands)
 
     config = commands.add_parser("config", help="validate or create a config file").add_subparsers(
         dest="config_command", required=True
@@ -95,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return _serve(args)
+            return serve(args, os.environ, default_config)
         if args.command == "config":
             return _config(args)
         if args.command == "token":
@@ -110,24 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Usage as exc:
         print(f"gateway-authz: {exc}", file=sys.stderr)
         return 2
+    except StartFailure as exc:  # one line naming the cause, e.g. "cannot listen on 127.0.0.1:8080: address in use"
+        print(exc, file=sys.stderr)
+        return 2
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config: {problem}", file=sys.stderr)
         return 2
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from ..config.loader import load_settings
-    from ..http.server import ServeOptions, run
-
-    path = args.config or _default_config()
-    settings = load_settings(path)  # a bad config stops start-up here, naming the exact key
-    options = ServeOptions(path, args.host, args.port, args.admin_port, args.grpc_port, max(1, args.workers))
-    if args.keepalive_timeout is not None:
-        if not args.keepalive_timeout > 0:
-            raise _Usage("--keepalive-timeout must be a positive number of seconds")
-        options = dataclasses.replace(options, keepalive_timeout=args.keepalive_timeout)
-    return run(settings, options)
 
 
 def _config(args: argparse.Namespace) -> int:
