@@ -33,9 +33,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from gateway_authz import gateways
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ENVOY_CONFIGMAP = REPO_ROOT / "k8s" / "sidecar" / "envoy-config.yaml"
-NGINX_CONFIGMAP = REPO_ROOT / "k8s" / "ingress-nginx" / "nginx-config.yaml"
 ECHO_SCRIPT = Path(__file__).resolve().parent / "echo_upstream.py"
 
 _T = TypeVar("_T")
@@ -431,13 +431,9 @@ def sas_check_status(
     return request(service.port, "POST", "/ext_authz" + path, headers, timeout=timeout).status
 
 
-def configmap_data(path: Path, key: str) -> str:
-    """One data entry of a ConfigMap manifest (the shipped file is the single source of truth)."""
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    for doc in docs:
-        if doc.get("kind") == "ConfigMap" and key in (doc.get("data") or {}):
-            return str(doc["data"][key])
-    raise KeyError(f"no ConfigMap with data key {key!r} in {path}")
+def shipped_config(name: str) -> str:
+    """A shipped gateway configuration (``gateway_authz/gateways/<name>``), the single source of the ConfigMaps."""
+    return gateways.path(name).read_text()
 
 
 def render_envoy_config(
@@ -446,7 +442,6 @@ def render_envoy_config(
     listener_port: int,
     admin_port: int,
     clusters: Mapping[str, int | Sequence[int]],
-    configmap: Path = ENVOY_CONFIGMAP,
 ) -> dict[str, Any]:
     """The shipped Envoy config ``key`` with loopback addresses put in structurally.
 
@@ -454,7 +449,7 @@ def render_envoy_config(
     named cluster must exist, and every cluster of the shipped config must be named, so a renamed cluster fails
     loudly instead of pointing at production addresses.
     """
-    config: dict[str, Any] = yaml.safe_load(configmap_data(configmap, key))
+    config: dict[str, Any] = yaml.safe_load(shipped_config(key))
     config["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
     listeners = config["static_resources"]["listeners"]
     if len(listeners) != 1:
@@ -543,7 +538,6 @@ def render_nginx_conf(
     listen_port: int,
     upstreams: Mapping[str, int | Sequence[int]],
     rundir: Path,
-    configmap: Path = NGINX_CONFIGMAP,
 ) -> str:
     """The shipped ``nginx.conf`` with loopback upstreams, a loopback listener and every path in ``rundir``.
 
@@ -551,7 +545,7 @@ def render_nginx_conf(
     block, the one ``listen`` line, and ``pid`` / ``error_log`` / ``access_log`` / ``*_temp_path``. Every
     upstream of the shipped file must be mapped.
     """
-    text = configmap_data(configmap, "nginx.conf")
+    text = shipped_config("nginx.conf")
     found: set[str] = set()
 
     def upstream(match: re.Match[str]) -> str:
