@@ -40,7 +40,7 @@ class Leak:
 
 def find_leaks(logs: Iterable[Path], forms: Sequence[str]) -> list[Leak]:
     """Every line of every file in ``logs`` holding any of ``forms`` (case-insensitive)."""
-    found = []
+    found: list[Leak] = []
     for path in logs:
         try:
             text = path.read_text(errors="replace")

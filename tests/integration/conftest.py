@@ -218,7 +218,7 @@ class Echo:
 class Gateway:
     """One gateway in front of the echo upstream. ``name`` is also the ``gateway`` value in the audit log.
 
-    ``relays_deny_body``: the client sees the service's JSON deny body (Envoy) or the gateway's own page (NGINX).
+    ``relays_deny_body``: the client sees the service's JSON deny body (every shipped config does).
     ``strips_query_token``: ``sb-hc-token`` is removed from the upstream query (every shipped config does).
     """
 
@@ -320,7 +320,7 @@ def nginx_gateway(
         integration_dir, upstreams={"app": echo_upstream.port, "gateway_authz": authz_service.port}
     )
     with _procs.stopping(proc):
-        yield Gateway("nginx", port, proc, relays_deny_body=False, strips_query_token=True, sent=sent_request_ids)
+        yield Gateway("nginx", port, proc, relays_deny_body=True, strips_query_token=True, sent=sent_request_ids)
 
 
 @pytest.fixture(scope="module", params=GATEWAYS)
