@@ -482,11 +482,15 @@ def start_envoy(
     name: str | None = None,
     timeout: float = 30.0,
     mutate: Callable[[dict[str, Any]], None] | None = None,
+    log_level: str = "warning",
+    extra_args: Sequence[str] = (),
 ) -> tuple[ManagedProcess, int, int]:
     """Envoy running the shipped config ``key`` (``envoy-http.yaml`` / ``envoy-grpc.yaml``) on free ports.
 
     Returns (process, listener port, admin port). ``mutate`` may adjust the parsed config (e.g. lb policy) before
     it is written. Each Envoy gets its own base id (``--use-dynamic-base-id``) so several can run at once.
+    ``log_level`` is Envoy's ``--log-level`` (the sidecar manifest ships ``info``); the application log goes to a
+    file in ``workdir``, the access log (stdout) to the process's stdout file.
     """
     envoy = find_envoy()
     label = name or "envoy-" + key.removesuffix(".yaml").removeprefix("envoy-")
@@ -507,9 +511,10 @@ def start_envoy(
             "--base-id-path",
             str(workdir / f"{label}-{n}.base-id"),
             "--log-level",
-            "warning",
+            log_level,
             "--log-path",
             str(workdir / f"{label}-{n}.log"),
+            *extra_args,
         ]
         proc = ManagedProcess(
             f"{label}-{n}" if n else label, argv, workdir, extra_logs=[workdir / f"{label}-{n}.log"]
@@ -607,14 +612,20 @@ def start_nginx(
     upstreams: Mapping[str, int | Sequence[int]],
     name: str = "nginx",
     timeout: float = 15.0,
+    mutate: Callable[[str], str] | None = None,
 ) -> tuple[ManagedProcess, int]:
-    """NGINX running the shipped ``nginx.conf`` in the foreground on a free port; returns (process, port)."""
+    """NGINX running the shipped ``nginx.conf`` in the foreground on a free port; returns (process, port).
+
+    ``mutate`` may adjust the rendered text (e.g. a short timeout) before ``nginx -t`` checks it.
+    """
     nginx = find_nginx()
 
     def attempt(n: int) -> tuple[ManagedProcess, int]:
         port = free_port()
         rundir = workdir / (f"{name}-{n}" if n else name)
         conf = render_nginx_conf(listen_port=port, upstreams=upstreams, rundir=rundir)
+        if mutate is not None:
+            conf = mutate(conf)
         conf_path = rundir / "nginx.conf"
         conf_path.write_text(conf)
         argv = nginx_argv(nginx, rundir, conf_path)
