@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from gateway_authz.core.settings import (
 from gateway_authz.decision.service import DecisionService
 from gateway_authz.http.app import create_app
 
+_sdk_generate_sas_token: Callable[..., Any] | None
 try:
     from azure.servicebus._pyamqp.utils import generate_sas_token as _sdk_generate_sas_token
 except ImportError as _exc:  # pragma: no cover - azure-servicebus is a declared test dependency

@@ -11,7 +11,7 @@ In-process::
 
 As a process (for the gateway integration tests)::
 
-    python tests/oidc_provider.py --port N --state-dir D
+    python -P tests/oidc_provider.py --port N --state-dir D   (-P: tests/http would shadow the stdlib http)
 
 writes ``D/provider.json`` (base URL, issuers, tenant) once it listens; control and minting go through
 ``POST /_admin/mint`` (JSON claims overrides → token), ``/_admin/rotate``, ``/_admin/behaviour`` and

@@ -20,6 +20,7 @@ import yaml
 from azure.servicebus._pyamqp.utils import generate_sas_token
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway_authz import gateways
 from gateway_authz.config.loader import load_settings
 from gateway_authz.core.errors import ConfigError
 from gateway_authz.core.metrics import Metrics
@@ -291,6 +292,33 @@ def test_config_map_loads_with_the_secret_files_in_place(directory: str, tmp_pat
     assert settings.namespaces and settings.cache.config_ttl_seconds <= 60
 
 
+# --------------------------------------------------------------------------------------------------- gateway configs
+
+# Which ConfigMap carries which shipped gateway configuration (gateway_authz/gateways/<key>), byte for byte.
+GATEWAY_CONFIG_MAPS = {
+    ("sidecar", "gateway-authz-envoy-sidecar"): ("envoy-http.yaml", "envoy-grpc.yaml"),
+    ("ingress-nginx", "gateway-authz-nginx"): ("nginx.conf",),
+}
+
+
+@pytest.mark.parametrize(("where", "keys"), GATEWAY_CONFIG_MAPS.items(), ids=lambda v: "-".join(v))
+def test_config_map_carries_the_shipped_gateway_files_byte_for_byte(where: tuple[str, str], keys: Any) -> None:
+    """The package files are the single source: a ConfigMap whose data differs from them (one byte) fails."""
+    data = _one(where[0], "ConfigMap", where[1])["data"]
+    assert sorted(data) == sorted(keys)
+    for key in keys:
+        shipped = gateways.path(key).read_bytes()
+        assert data[key].encode() == shipped, f"{where[1]} data {key!r} differs from gateway_authz/gateways/{key}"
+
+
+def test_every_shipped_gateway_file_is_in_a_config_map() -> None:
+    carried = sorted(key for keys in GATEWAY_CONFIG_MAPS.values() for key in keys)
+    assert carried == sorted(gateways.NAMES)
+    assert all(gateways.path(name).is_file() for name in gateways.NAMES)
+    with pytest.raises(KeyError):
+        gateways.path("../pyproject.toml")
+
+
 # --------------------------------------------------------------------------------------------------- sidecar
 
 
@@ -307,7 +335,7 @@ def test_sidecar_wires_envoy_to_gateway_authz_over_loopback() -> None:
     assert config_file.parent == Path(mount["mountPath"]) and config_file.name in config_map["data"]
     authz_ports = {p["name"]: p["containerPort"] for p in authz["ports"]}
     for key in config_map["data"]:
-        envoy_config = yaml.safe_load(config_map["data"][key])
+        envoy_config = yaml.safe_load(gateways.path(key).read_text())
         clusters = {c["name"]: c for c in envoy_config["static_resources"]["clusters"]}
         authz_clusters = [c for n, c in clusters.items() if n.startswith("gateway_authz")]
         (cluster,) = authz_clusters
@@ -340,7 +368,7 @@ def test_ingress_annotations_point_at_the_service() -> None:
     config_map = _one("ingress-nginx", "ConfigMap", name)
     assert config_map["metadata"]["namespace"] == namespace
     assert config_map["data"] == {"X-Original-Host": "$http_host"}
-    nginx_conf = _one("ingress-nginx", "ConfigMap", "gateway-authz-nginx")["data"]["nginx.conf"]
+    nginx_conf = gateways.path("nginx.conf").read_text()
     assert f"server {url.hostname}:{url.port};" in nginx_conf and "/auth;" in nginx_conf  # the CI equivalent
 
 
@@ -353,9 +381,11 @@ async def test_ingress_nginx_auth_request_is_decided_right(aiohttp_client: Any, 
     config = tmp_path / "config.yaml"
     config.write_text(text.replace(secret_dir.rstrip("/") + "/", f"{tmp_path}/secrets/"))
     settings = load_settings(config)
-    client = await aiohttp_client(create_app(settings, audit_sink=[].append, watch_config=False))
+    client = await aiohttp_client(create_app(settings, audit_sink=lambda _line: None, watch_config=False))
     host = _one("ingress-nginx", "Ingress")["spec"]["rules"][0]["host"]
-    token = generate_sas_token(f"sb://{host}/orders", "orders-send", fake_key("orders-send-primary"), 4_000_000_000)
+    token = generate_sas_token(  # type: ignore[no-untyped-call]
+        f"sb://{host}/orders", "orders-send", fake_key("orders-send-primary"), 4_000_000_000
+    )
     base = {
         "Host": "gateway-authz.gateway-authz.svc.cluster.local",
         "X-Original-URL": f"http://{host}/orders?x=1",

@@ -24,7 +24,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"config"}),
     frozenset({"decision"}),
     frozenset({"sas", "entra"}),  # siblings: neither imports the other
-    frozenset({"core"}),
+    frozenset({"core", "gateways"}),  # gateways: the shipped gateway configs as package data; imports nothing
 )
 
 

@@ -51,7 +51,7 @@ from typing import Any, Protocol
 import grpc
 from aiohttp import web
 from envoy.service.auth.v3 import external_auth_pb2_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..core.appkeys import SERVICE
 from ..core.errors import AuthzError, CannotVerify, NotPermitted

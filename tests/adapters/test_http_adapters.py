@@ -50,7 +50,8 @@ def h() -> Harness:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, h: Harness) -> TestClient[Any, Any]:
-    return await aiohttp_client(h.app)
+    made: TestClient[Any, Any] = await aiohttp_client(h.app)
+    return made
 
 
 def raw(path: str) -> URL:
@@ -91,7 +92,7 @@ async def assert_deny(response: Any, status: int, reason: str, *secrets: str) ->
     assert response.status == status
     assert response.headers["content-type"].startswith("application/json")
     text = await response.text()
-    body = json.loads(text)
+    body: dict[str, Any] = json.loads(text)
     assert set(body) == {"error", "reason"} and body["reason"] == reason
     assert ("WWW-Authenticate" in response.headers) is (status == 401)
     if status == 401:

@@ -485,6 +485,7 @@ def test_config_init_provisions_like_azure(capsys: pytest.CaptureFixture[str], t
     assert {r.value for r in rule.rights} == {"Manage", "Listen", "Send"}
     assert rule.primary_key != rule.secondary_key
     for key in (rule.primary_key, rule.secondary_key):
+        assert key is not None
         assert len(base64.b64decode(key, validate=True)) == 32
     _, second, _ = _run(capsys, "config", "init", "--namespace", "fabrikam", "--host", "fabrikam.example.net")
     assert second != first, "every init must generate fresh keys"

@@ -8,6 +8,7 @@ in any spelling (as sent, decoded, re-encoded, or its longest alphanumeric run),
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from urllib.parse import quote, quote_plus
 
@@ -286,7 +287,7 @@ async def test_stdout_lines_are_batched_and_written_within_the_flush_delay(monke
     from gateway_authz.decision import audit as audit_module
 
     out = _FakeStdout()
-    monkeypatch.setattr(audit_module.sys, "stdout", out)
+    monkeypatch.setattr(sys, "stdout", out)
     sink = audit_module._StdoutSink()
     for n in range(5):
         sink(b"line %d\n" % n)
@@ -306,7 +307,7 @@ def test_stdout_sink_writes_at_once_without_a_loop_and_keeps_working_on_a_new_on
     from gateway_authz.decision import audit as audit_module
 
     out = _FakeStdout()
-    monkeypatch.setattr(audit_module.sys, "stdout", out)
+    monkeypatch.setattr(sys, "stdout", out)
     sink = audit_module._StdoutSink()
     sink(b"no loop\n")
     assert out.writes == [b"no loop\n"]

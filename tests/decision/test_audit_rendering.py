@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from types import MappingProxyType
 
 import pytest
@@ -68,7 +69,7 @@ REQUESTS = {
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit_module.time, "time_ns", lambda: 1_800_000_000_123_456_789)
+    monkeypatch.setattr(time, "time_ns", lambda: 1_800_000_000_123_456_789)
 
 
 def _plain_line(request: AuthzRequest, decision: Decision, latency_ms: float) -> bytes:

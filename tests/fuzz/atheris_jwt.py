@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the JWT path with atheris: by hand, not part of the test run.
 
     pip install atheris                                   # 3.0.0 wheel for CPython 3.11
-    cd /work/main && python tests/fuzz/atheris_jwt.py -atheris_runs=200000 [corpus_dir]
+    python -m tests.fuzz.atheris_jwt -atheris_runs=200000 [corpus_dir]
 
 The first input byte picks the harness of :mod:`fuzz.targets`:
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from _atheris_main import load_instrumented, run
+from tests.fuzz._atheris_main import load_instrumented, run
 
 load_instrumented()
 

@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the SAS path with atheris: by hand, not part of the test run.
 
     pip install atheris                                   # 3.0.0 wheel for CPython 3.11
-    cd /work/main && python tests/fuzz/atheris_sas.py -atheris_runs=200000 [corpus_dir]
+    python -m tests.fuzz.atheris_sas -atheris_runs=200000 [corpus_dir]
 
 The first input byte picks the harness of :mod:`fuzz.targets`; the rest, read as Latin-1 text (every byte one
 character), is the input:
@@ -16,7 +16,7 @@ stops the run with the input that caused it, as libFuzzer does; the harness iter
 
 from __future__ import annotations
 
-from _atheris_main import load_instrumented, run
+from tests.fuzz._atheris_main import load_instrumented, run
 
 load_instrumented()
 

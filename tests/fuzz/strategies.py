@@ -18,6 +18,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
 from hypothesis import strategies as st
 
+from gateway_authz.core.credentials import SAS_PREFIX
 from gateway_authz.core.model import AuthzRequest, headers_from_pairs
 
 from . import world as w
@@ -133,7 +134,7 @@ def _valid_sas() -> list[str]:
 
 
 VALID_SAS = _valid_sas()
-_SAS_FIELDS = [part for token in VALID_SAS[:6] for part in token.removeprefix(w.SAS_PREFIX).split("&")]
+_SAS_FIELDS = [part for token in VALID_SAS[:6] for part in token.removeprefix(SAS_PREFIX).split("&")]
 _FIELD_NAMES = st.sampled_from(["sr", "sig", "se", "skn", "SR", "Sig", "", "x", "sr ", "s%72", "skn\x00"])
 _FIELD_VALUES = st.one_of(
     st.sampled_from([p.partition("=")[2] for p in _SAS_FIELDS]),
@@ -143,7 +144,7 @@ _FIELD_VALUES = st.one_of(
 _FIELDS = st.lists(st.tuples(_FIELD_NAMES, st.sampled_from(["=", "==", ""]), _FIELD_VALUES), max_size=6)
 _SEPARATORS = st.sampled_from(["&", "&", "&", ";", "&&", "& "])
 SAS_STRUCTURED = st.tuples(
-    st.sampled_from([w.SAS_PREFIX, w.SAS_PREFIX, "sharedaccesssignature ", "SharedAccessSignature"]),
+    st.sampled_from([SAS_PREFIX, SAS_PREFIX, "sharedaccesssignature ", "SharedAccessSignature"]),
     _FIELDS,
     _SEPARATORS,
 ).map(lambda t: t[0] + t[2].join(f"{n}{e}{v}" for n, e, v in t[1]))

@@ -41,13 +41,13 @@ from gateway_authz.adapters import envoy_http, forward_auth, nginx
 from gateway_authz.adapters._envoy_grpc_wire import check_request_to_authz, decision_to_check_response
 from gateway_authz.adapters.envoy_grpc import AuthorizationServicer
 from gateway_authz.config.loader import parse_settings
-from gateway_authz.config.reload import Runtime
 from gateway_authz.core.appkeys import SERVICE
 from gateway_authz.core.credentials import FoundCredential, QueryFacts, find_credential, parse_query
 from gateway_authz.core.errors import CannotVerify, ConfigError, InvalidCredential, NotPermitted
 from gateway_authz.core.model import AuthzRequest, headers_from_pairs
 from gateway_authz.core.resources import ResourcePath, canonical_host, canonical_segments, parse_sr, split_target
 from gateway_authz.core.settings import Identity, Issuer
+from gateway_authz.decision.runtime import Runtime
 from gateway_authz.entra.jwk import (
     _PRIVATE_MEMBERS,
     SUPPORTED_ALGORITHMS,
@@ -414,12 +414,12 @@ def http_request(world: w.World, gateway: str, method: str, path: str, headers: 
     except ValueError:
         return  # not a request line aiohttp's parser would ever produce
     adapter = _ADAPTERS[gateway]
-    decision = world.check(adapter.to_authz_request(mocked))  # type: ignore[attr-defined]
-    status, headers, body = _answer_of(w.drive(decision_handler(adapter.to_authz_request)(mocked)))  # type: ignore[attr-defined]
+    decision = world.check(adapter.to_authz_request(mocked))
+    status, answer_headers, body = _answer_of(w.drive(decision_handler(adapter.to_authz_request)(mocked)))
     assert status in (200, 401, 403)
     assert (status == 200) is decision.allowed
     if status == 401:
-        assert "www-authenticate" in headers
+        assert "www-authenticate" in answer_headers
     if status != 200:
         fields = json.loads(body)
         assert set(fields) == {"error", "reason"} and fields["reason"] == decision.reason
@@ -430,7 +430,7 @@ def http_request(world: w.World, gateway: str, method: str, path: str, headers: 
     if routed is None or mocked.headers.get("Expect"):
         assert fast.status == 404
         return
-    expected = w.drive(decision_handler(routed.to_authz_request)(mocked))  # type: ignore[attr-defined]
+    expected = w.drive(decision_handler(routed.to_authz_request)(mocked))
     assert _answer_of(fast) == _answer_of(expected)
 
 

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -27,7 +27,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from gateway_authz.config.reload import Runtime
 from gateway_authz.core.credentials import find_credential, parse_query
 from gateway_authz.core.metrics import Metrics
 from gateway_authz.core.model import AuthzRequest, Decision, Right, headers_from_pairs
@@ -45,10 +44,12 @@ from gateway_authz.core.settings import (
     Settings,
 )
 from gateway_authz.decision.audit import AuditLog
+from gateway_authz.decision.runtime import Runtime
 from gateway_authz.decision.service import DecisionService
 from gateway_authz.entra.authorizer import EntraAuthorizer
+from gateway_authz.entra.issuers import IssuerRegistry
 from gateway_authz.entra.jwk import KeySet, parse_jwk_set
-from gateway_authz.entra.jwt import IssuerRegistry, VerifiedJwt, bearer_token
+from gateway_authz.entra.jwt import VerifiedJwt, bearer_token
 from gateway_authz.entra.roles import BUILTIN_ROLES
 from gateway_authz.sas.token import SAS_PREFIX, parse_sas, sign_sas
 
@@ -296,8 +297,9 @@ def request(
     )
 
 
-def drive(coroutine: Coroutine[Any, Any, T]) -> T:
+def drive(coroutine: Awaitable[T]) -> T:
     """Run a coroutine that never suspends (the decision core of a world with inline keys) to its result."""
+    assert isinstance(coroutine, Coroutine)
     try:
         coroutine.send(None)
     except StopIteration as done:
@@ -397,12 +399,12 @@ class World:
             )
         ]
         assert signers, "allowed a SAS token no configured key signed"
-        host, entity, rule = signers[0]
+        host, signer_entity, rule = signers[0]
         assert token.resource.host == host
         requested = tuple(unquote(s).lower() for s in path.strip("/").split("/") if s)
         if requested[:1] == ("$hc",):
             requested = requested[1:]
         assert requested[: len(token.resource.segments)] == token.resource.segments, "sr does not cover the request"
-        if entity:
-            assert decision.entity.lower() == entity, "an entity rule allowed another entity"
+        if signer_entity:
+            assert decision.entity.lower() == signer_entity, "an entity rule allowed another entity"
         assert all(rule.grants(right) for right in (decision.right,) if right is not None)

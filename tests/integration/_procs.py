@@ -33,9 +33,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from gateway_authz import gateways
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ENVOY_CONFIGMAP = REPO_ROOT / "k8s" / "sidecar" / "envoy-config.yaml"
-NGINX_CONFIGMAP = REPO_ROOT / "k8s" / "ingress-nginx" / "nginx-config.yaml"
 ECHO_SCRIPT = Path(__file__).resolve().parent / "echo_upstream.py"
 
 _T = TypeVar("_T")
@@ -431,13 +431,9 @@ def sas_check_status(
     return request(service.port, "POST", "/ext_authz" + path, headers, timeout=timeout).status
 
 
-def configmap_data(path: Path, key: str) -> str:
-    """One data entry of a ConfigMap manifest (the shipped file is the single source of truth)."""
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    for doc in docs:
-        if doc.get("kind") == "ConfigMap" and key in (doc.get("data") or {}):
-            return str(doc["data"][key])
-    raise KeyError(f"no ConfigMap with data key {key!r} in {path}")
+def shipped_config(name: str) -> str:
+    """A shipped gateway configuration (``gateway_authz/gateways/<name>``), the single source of the ConfigMaps."""
+    return gateways.path(name).read_text()
 
 
 def render_envoy_config(
@@ -446,7 +442,6 @@ def render_envoy_config(
     listener_port: int,
     admin_port: int,
     clusters: Mapping[str, int | Sequence[int]],
-    configmap: Path = ENVOY_CONFIGMAP,
 ) -> dict[str, Any]:
     """The shipped Envoy config ``key`` with loopback addresses put in structurally.
 
@@ -454,7 +449,7 @@ def render_envoy_config(
     named cluster must exist, and every cluster of the shipped config must be named, so a renamed cluster fails
     loudly instead of pointing at production addresses.
     """
-    config: dict[str, Any] = yaml.safe_load(configmap_data(configmap, key))
+    config: dict[str, Any] = yaml.safe_load(shipped_config(key))
     config["admin"]["address"]["socket_address"].update(address="127.0.0.1", port_value=admin_port)
     listeners = config["static_resources"]["listeners"]
     if len(listeners) != 1:
@@ -487,11 +482,15 @@ def start_envoy(
     name: str | None = None,
     timeout: float = 30.0,
     mutate: Callable[[dict[str, Any]], None] | None = None,
+    log_level: str = "warning",
+    extra_args: Sequence[str] = (),
 ) -> tuple[ManagedProcess, int, int]:
     """Envoy running the shipped config ``key`` (``envoy-http.yaml`` / ``envoy-grpc.yaml``) on free ports.
 
     Returns (process, listener port, admin port). ``mutate`` may adjust the parsed config (e.g. lb policy) before
     it is written. Each Envoy gets its own base id (``--use-dynamic-base-id``) so several can run at once.
+    ``log_level`` is Envoy's ``--log-level`` (the sidecar manifest ships ``info``); the application log goes to a
+    file in ``workdir``, the access log (stdout) to the process's stdout file.
     """
     envoy = find_envoy()
     label = name or "envoy-" + key.removesuffix(".yaml").removeprefix("envoy-")
@@ -512,9 +511,10 @@ def start_envoy(
             "--base-id-path",
             str(workdir / f"{label}-{n}.base-id"),
             "--log-level",
-            "warning",
+            log_level,
             "--log-path",
             str(workdir / f"{label}-{n}.log"),
+            *extra_args,
         ]
         proc = ManagedProcess(
             f"{label}-{n}" if n else label, argv, workdir, extra_logs=[workdir / f"{label}-{n}.log"]
@@ -543,7 +543,6 @@ def render_nginx_conf(
     listen_port: int,
     upstreams: Mapping[str, int | Sequence[int]],
     rundir: Path,
-    configmap: Path = NGINX_CONFIGMAP,
 ) -> str:
     """The shipped ``nginx.conf`` with loopback upstreams, a loopback listener and every path in ``rundir``.
 
@@ -551,7 +550,7 @@ def render_nginx_conf(
     block, the one ``listen`` line, and ``pid`` / ``error_log`` / ``access_log`` / ``*_temp_path``. Every
     upstream of the shipped file must be mapped.
     """
-    text = configmap_data(configmap, "nginx.conf")
+    text = shipped_config("nginx.conf")
     found: set[str] = set()
 
     def upstream(match: re.Match[str]) -> str:
@@ -613,14 +612,20 @@ def start_nginx(
     upstreams: Mapping[str, int | Sequence[int]],
     name: str = "nginx",
     timeout: float = 15.0,
+    mutate: Callable[[str], str] | None = None,
 ) -> tuple[ManagedProcess, int]:
-    """NGINX running the shipped ``nginx.conf`` in the foreground on a free port; returns (process, port)."""
+    """NGINX running the shipped ``nginx.conf`` in the foreground on a free port; returns (process, port).
+
+    ``mutate`` may adjust the rendered text (e.g. a short timeout) before ``nginx -t`` checks it.
+    """
     nginx = find_nginx()
 
     def attempt(n: int) -> tuple[ManagedProcess, int]:
         port = free_port()
         rundir = workdir / (f"{name}-{n}" if n else name)
         conf = render_nginx_conf(listen_port=port, upstreams=upstreams, rundir=rundir)
+        if mutate is not None:
+            conf = mutate(conf)
         conf_path = rundir / "nginx.conf"
         conf_path.write_text(conf)
         argv = nginx_argv(nginx, rundir, conf_path)

@@ -31,13 +31,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests._sas_sdk import MintedToken, mint_sas
+
 from . import _procs
 from ._procs import AuditLog, AuthzProcess, ManagedProcess, Response
-
-try:  # tests/ is a rootdir-inserted path today; keep working if it becomes a package
-    from _sas_sdk import MintedToken, mint_sas
-except ImportError:  # pragma: no cover
-    from tests._sas_sdk import MintedToken, mint_sas  # type: ignore[no-redef]
 
 # The gateway columns of every scenario table; every column must give identical outcomes. A module using them
 # starts the service with ``authz_options`` ``{"grpc": True}`` (the envoy-grpc column needs the gRPC port).
@@ -221,8 +218,8 @@ class Echo:
 class Gateway:
     """One gateway in front of the echo upstream. ``name`` is also the ``gateway`` value in the audit log.
 
-    ``relays_deny_body``: the client sees the service's JSON deny body (Envoy) or the gateway's own page (NGINX).
-    ``strips_query_token``: ``sb-hc-token`` is removed from the upstream query (only Envoy's gRPC mode can).
+    ``relays_deny_body``: the client sees the service's JSON deny body (every shipped config does).
+    ``strips_query_token``: ``sb-hc-token`` is removed from the upstream query (every shipped config does).
     """
 
     name: str
@@ -296,7 +293,7 @@ def envoy_http_gateway(
         clusters={"app": echo_upstream.port, "gateway_authz": authz_service.port},
     )
     with _procs.stopping(proc):
-        yield Gateway("envoy-http", port, proc, relays_deny_body=True, strips_query_token=False, sent=sent_request_ids)
+        yield Gateway("envoy-http", port, proc, relays_deny_body=True, strips_query_token=True, sent=sent_request_ids)
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +320,7 @@ def nginx_gateway(
         integration_dir, upstreams={"app": echo_upstream.port, "gateway_authz": authz_service.port}
     )
     with _procs.stopping(proc):
-        yield Gateway("nginx", port, proc, relays_deny_body=False, strips_query_token=False, sent=sent_request_ids)
+        yield Gateway("nginx", port, proc, relays_deny_body=True, strips_query_token=True, sent=sent_request_ids)
 
 
 @pytest.fixture(scope="module", params=GATEWAYS)

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._procs import AuditLog, AuthzProcess, EchoSeen, Response
 from .conftest import Gateway, SasConfig, new_key

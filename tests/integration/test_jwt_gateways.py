@@ -26,14 +26,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests._sas_sdk import mint_sas
+
 from . import _procs
 from ._procs import AuditLog, AuthzProcess, EchoSeen, ManagedProcess, Response
 from .conftest import GATEWAY_FIXTURES, GATEWAYS, Gateway, new_key
-
-try:  # tests/ is a rootdir-inserted path today; keep working if it becomes a package
-    from _sas_sdk import mint_sas
-except ImportError:  # pragma: no cover
-    from tests._sas_sdk import mint_sas  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.integration
 
@@ -201,7 +198,8 @@ def _start_provider(workdir: Path, state_dir: Path, port: int | None = None, tim
     def attempt(n: int) -> Idp:
         chosen = port if port is not None else _procs.free_port()
         (state_dir / "provider.json").unlink(missing_ok=True)
-        argv = [sys.executable, str(OIDC_SCRIPT), "--port", str(chosen), "--state-dir", str(state_dir)]
+        # -P: the script's folder (tests/, whose http/ would shadow the standard library's) stays off sys.path
+        argv = [sys.executable, "-P", str(OIDC_SCRIPT), "--port", str(chosen), "--state-dir", str(state_dir)]
         proc = ManagedProcess(f"oidc-{n}" if n else "oidc", argv, workdir, env=_procs.service_env()).start()
         try:
             _procs.wait_until(

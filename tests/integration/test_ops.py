@@ -77,7 +77,7 @@ def cluster(replicas: list[AuthzProcess], echo_upstream: Echo, integration_dir: 
         mutate=_round_robin,
     )
     with _procs.stopping(proc):
-        gateway = Gateway("envoy-http", port, proc, relays_deny_body=True, strips_query_token=False)
+        gateway = Gateway("envoy-http", port, proc, relays_deny_body=True, strips_query_token=True)
         yield Cluster(replicas, gateway, admin_port)
 
 

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gateway_authz.adapters import envoy_http
     from gateway_authz.core.appkeys import SERVICE
-    from gateway_authz.http.app import fast_decision_handler
+    from gateway_authz.http.app import decision_handler, fast_decision_handler
     from tests.perf._gateways import jwt_wired
 
     def n(count: int) -> int:
@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
         report("SAS, unique tokens (miss): DecisionService.decide", _best(args.repeats, per_repeat, miss_loop))
         mocked = mocked_envoy_http(app, "ServiceBusAuthorization", fx.sas_token())
-        handler = fast_decision_handler(app, envoy_http.handle)  # what `serve` runs when a check is not inline
+        # what `serve` runs when a check is not inline
+        handler = fast_decision_handler(app, decision_handler(envoy_http.to_authz_request))  # type: ignore[arg-type]
         report(
             "SAS, cache hit: Envoy HTTP handler (adapter + decide + answer)",
             _best(args.repeats, n(20_000), _async_loop(lambda _i: handler(mocked))),

@@ -8,6 +8,7 @@ on the namespace; ``orders-send`` (Send) and ``orders-listen`` (Listen) on ``ord
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -55,7 +56,7 @@ async def decide(
     method: str = "POST",
     action: str | None = None,
     context: dict[str, str] | None = None,
-    settings_namespaces: tuple = (),
+    settings_namespaces: tuple[Any, ...] = (),
 ) -> Decision:
     settings = make_settings(namespaces=settings_namespaces) if settings_namespaces else None
     request = make_request(path, method=method, sba=token, action=action, context=context)
@@ -368,7 +369,7 @@ async def test_valid_credential_on_anonymous_entity_is_reported_as_sas() -> None
         ("PUT", "/$admin", "", {"right": "Manage"}, (Right.MANAGE,)),
     ],
 )
-def test_required_rights(method: str, path: str, query: str, context: dict[str, str], rights: tuple) -> None:
+def test_required_rights(method: str, path: str, query: str, context: dict[str, str], rights: tuple[Any, ...]) -> None:
     """Route right, management route and sb-hc-action each add a right; with none of them, Send."""
     policy = CompiledPolicy(make_settings())
     request = make_request(path, method=method, context=context)
