@@ -1,15 +1,19 @@
 # gateway-authz container image. Build and run:
 #   docker build -t gateway-authz:0.1.0 .
 #   docker run --rm -p 8080:8080 -p 8081:8081 gateway-authz:0.1.0
-# The install step is the README's (`pip install .` of this repository); the command is the README's
-# `gateway-authz serve`, listening on all addresses. k8s/ mounts the real config over /etc/gateway-authz/.
+# Dependencies come from the lock (requirements/service.txt: every pin with its hashes, uvloop included), then the
+# package itself without resolving anything again; the command is the README's `gateway-authz serve`, listening on
+# all addresses. k8s/ mounts the real config over /etc/gateway-authz/.
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY requirements/service.txt ./requirements/service.txt
+RUN python -m venv /opt/gateway-authz \
+ && /opt/gateway-authz/bin/pip install --require-hashes -r requirements/service.txt
 COPY pyproject.toml README.md ./
 COPY gateway_authz ./gateway_authz
-RUN python -m venv /opt/gateway-authz \
- && /opt/gateway-authz/bin/pip install . \
+RUN /opt/gateway-authz/bin/pip install --no-deps . \
+ && /opt/gateway-authz/bin/pip check \
  && /opt/gateway-authz/bin/python -m compileall -q /opt/gateway-authz
 
 FROM python:3.11-slim-bookworm

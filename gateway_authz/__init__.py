@@ -5,6 +5,8 @@ assignments. The public surface is the command line and the HTTP/gRPC contract; 
 and embedding.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .core.errors import AuthzError, CannotVerify, ConfigError, InvalidCredential, NotPermitted
 from .core.model import AuthzRequest, Decision, Right
 from .http.app import create_admin_app, create_app
@@ -18,7 +20,12 @@ __all__ = [
     "InvalidCredential",
     "NotPermitted",
     "Right",
+    "__version__",
     "create_admin_app",
     "create_app",
 ]
-__version__ = "0.1.0"
+
+try:  # the version lives in pyproject.toml alone; an installed copy knows it from its metadata
+    __version__ = version("gateway-authz")
+except PackageNotFoundError:  # pragma: no cover - imported from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -404,10 +404,13 @@ async def test_ingress_nginx_auth_request_is_decided_right(aiohttp_client: Any, 
 # --------------------------------------------------------------------------------------------------- image
 
 
-def test_dockerfile_installs_as_the_readme_says_and_runs_non_root() -> None:
-    """`pip install .`, a numeric non-root USER matching runAsUser, and the serve command the manifests use."""
+def test_dockerfile_installs_from_the_lock_and_runs_non_root() -> None:
+    """The locked pins with their hashes, then the package without resolving again; a numeric non-root USER
+    matching runAsUser, and the serve command the manifests use."""
     text = (REPO / "Dockerfile").read_text()
-    assert re.search(r"pip install \.(\s|$)", text)
+    assert re.search(r"pip install --require-hashes -r requirements/service\.txt(\s|$)", text)
+    assert re.search(r"pip install --no-deps \.(\s|$)", text)
+    assert "!requirements/service.txt" in (REPO / ".dockerignore").read_text().splitlines()
     (user,) = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
     uid = int(user.split(":")[0])
     assert uid != 0

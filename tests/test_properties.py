@@ -42,7 +42,7 @@ from gateway_authz.core.resources import ResourcePath, canonical_segments, parse
 from gateway_authz.core.settings import CacheSettings, EntityKind, RoleAssignment, RoleDefinition
 from gateway_authz.entra.rbac import Permission, Plane, RbacPolicy, permission_for
 from gateway_authz.entra.roles import BUILTIN_ROLES
-from gateway_authz.http._prepared import http_response
+from gateway_authz.http.app import http_response
 from gateway_authz.sas.token import SasToken, parse_sas
 from tests.fuzz import world as w
 from tests.fuzz.strategies import PLAUSIBLE_REQUESTS

@@ -12,9 +12,11 @@ if TYPE_CHECKING:
     from ..entra.authorizer import EntraAuthorizer
     from .metrics import Metrics
 
-__all__ = ["HOLDER", "JWT", "METRICS", "SERVICE"]
+__all__ = ["FAST_PATH", "HOLDER", "JWT", "METRICS", "SERVICE"]
 
 SERVICE: web.AppKey[DecisionService] = web.AppKey("service")
 HOLDER: web.AppKey[ConfigHolder] = web.AppKey("holder")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 JWT: web.AppKey[EntraAuthorizer] = web.AppKey("jwt")
+# Whether the decision listener answers through aiohttp's private fast path (``http.fastpath``) or its public one.
+FAST_PATH: web.AppKey[bool] = web.AppKey("fast_path")

@@ -105,7 +105,7 @@ class DecisionService:
         """The decision if it needs no waiting, as :meth:`decide` makes it; ``None`` (and nothing logged or counted)
         for a bearer token that is not cached yet, whose verification may have to fetch its issuer's keys.
 
-        For callers that cannot wait (see :mod:`gateway_authz.http.listener`): a ``None`` goes to :meth:`decide`.
+        For callers that cannot wait (see :mod:`gateway_authz.http.fastpath`): a ``None`` goes to :meth:`decide`.
         """
         started = time.perf_counter()
         context = _Context()

@@ -15,20 +15,31 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..adapters import envoy_http, forward_auth, nginx
+from ..adapters._answer import wire_answer
 from ..adapters._headers import RequestHead
 from ..config.reload import ConfigHolder, Loader
-from ..core.appkeys import HOLDER, JWT, METRICS, SERVICE
+from ..core.appkeys import FAST_PATH, HOLDER, JWT, METRICS, SERVICE
 from ..core.metrics import Metrics
-from ..core.model import AuthzRequest
+from ..core.model import AuthzRequest, Decision
 from ..core.settings import Settings
 from ..decision.audit import AuditLog, Sink, make_ops_logger
 from ..decision.service import DecisionService
 from ..entra.authorizer import EntraAuthorizer
-from ._prepared import http_response
+from . import fastpath
 
-__all__ = ["Adapter", "create_admin_app", "create_app", "decision_adapter", "decision_handler", "fast_decision_handler"]
+__all__ = [
+    "Adapter",
+    "create_admin_app",
+    "create_app",
+    "decision_adapter",
+    "decision_handler",
+    "decision_runner",
+    "fast_decision_handler",
+    "http_response",
+]
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 Adapter = Callable[[RequestHead], AuthzRequest]
@@ -36,6 +47,21 @@ Adapter = Callable[[RequestHead], AuthzRequest]
 # The decision routes, and the same routes as the fast handler matches them (see fast_decision_handler).
 _ENVOY_ROUTE = envoy_http.PATH_PREFIX + "{tail:(/.*)?}"
 _PLAIN_ROUTES: dict[str, Adapter] = {"/auth": nginx.to_authz_request, "/forward-auth": forward_auth.to_authz_request}
+
+
+def http_response(decision: Decision, request: web.BaseRequest, *, prepared: bool = True) -> web.StreamResponse:
+    """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial).
+
+    With ``prepared`` (the fast path is on) an answer whose framing allows it is a :class:`~.fastpath.PreparedAnswer`.
+    """
+    answer = wire_answer(decision)
+    if (
+        prepared
+        and answer.head is not None
+        and fastpath.preparable(request.version, request.keep_alive, request.method)
+    ):
+        return fastpath.PreparedAnswer(answer)
+    return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
 
 
 def _default_loader(path: str) -> Settings:
@@ -56,8 +82,13 @@ def create_app(
     grpc_grace: float = 5.0,
     reuse_port: bool = False,
     watch_config: bool = True,
+    fast_path: bool | None = None,
 ) -> web.Application:
-    """The decision application for ``settings``; with ``config_path`` it follows changes to that file."""
+    """The decision application for ``settings``; with ``config_path`` it follows changes to that file.
+
+    ``fast_path``: ``False`` answers through aiohttp's public API only; ``None`` (the default) uses the fast path of
+    :mod:`.fastpath` unless ``GATEWAY_AUTHZ_FAST_PATH=0`` or the installed aiohttp fails its start-up check.
+    """
     ops_log = make_ops_logger(ops_sink)
     metrics = Metrics(clock=clock)
     holder = ConfigHolder(
@@ -73,6 +104,9 @@ def create_app(
     holder.on_change.append(jwt.reconfigure)
     service = DecisionService(holder, audit=audit, metrics=metrics, clock=clock, ops_log=ops_log, jwt=jwt)
     app = web.Application()
+    app[FAST_PATH], why_not = fastpath.choose(fast_path)
+    if why_not is not None:
+        ops_log.warning("http.fast_path_off", reason=why_not, using="aiohttp's public request handling")
     app[SERVICE] = service
     app[HOLDER] = holder
     app[METRICS] = metrics
@@ -96,9 +130,19 @@ def decision_handler(adapter: Adapter) -> Callable[[web.Request], Awaitable[web.
     """The aiohttp handler of one decision route: the gateway's adapter, the decision service, the answer."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        return http_response(await request.app[SERVICE].decide(adapter(request)), request)
+        app = request.app
+        return http_response(await app[SERVICE].decide(adapter(request)), request, prepared=app[FAST_PATH])
 
     return handle
+
+
+def decision_runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
+    """The runner ``serve`` puts the decision application on: the fast path's when it is on, else aiohttp's own."""
+    if not app[FAST_PATH]:
+        return web.AppRunner(app, **kwargs)
+    return fastpath.DecisionRunner(
+        app, handler_for=lambda fallback: fast_decision_handler(app, fallback), adapter_for=decision_adapter, **kwargs
+    )
 
 
 def fast_decision_handler(app: web.Application, fallback: Handler) -> Handler:
@@ -113,12 +157,13 @@ def fast_decision_handler(app: web.Application, fallback: Handler) -> Handler:
     aiohttp's. ``create_app`` itself is unchanged: tests and embedders keep the routed application.
     """
     service = app[SERVICE]
+    prepared = app[FAST_PATH]
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         if not request.headers.get("Expect"):
             adapter = decision_adapter(request.rel_url.path_safe)
             if adapter is not None:
-                return http_response(await service.decide(adapter(request)), request)
+                return http_response(await service.decide(adapter(request)), request, prepared=prepared)
         return await fallback(request)
 
     return handle

@@ -22,9 +22,8 @@ from aiohttp import web
 from ..core.appkeys import HOLDER
 from ..core.settings import Settings
 from ..decision.audit import make_ops_logger
-from .app import create_admin_app, create_app
+from .app import create_admin_app, create_app, decision_runner
 from .lifecycle import ListenError, listen, start_event, stop_event
-from .listener import DecisionRunner
 
 __all__ = ["DEFAULT_KEEPALIVE_TIMEOUT", "ListenError", "ServeOptions", "run"]
 
@@ -63,7 +62,7 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
         reuse_port=reuse_port,
     )
     admin = create_admin_app(app)
-    runner = DecisionRunner(  # the decision routes without the router, checks answered inline (see listener)
+    runner = decision_runner(  # the fast path's runner (see fastpath) unless it is off
         app,
         access_log=None,
         handle_signals=False,

@@ -89,8 +89,9 @@ async def _client(aiohttp_client: Any, *, fast: bool) -> tuple[TestClient[Any, A
     h = harness()
     client: TestClient[Any, Any] = await aiohttp_client(h.app)
     if fast:
-        server = client.server.runner.server
-        assert server is not None
+        runner = client.server.runner
+        assert runner is not None and runner.server is not None
+        server = runner.server
         server.request_handler = fast_decision_handler(h.app, server.request_handler)
     return client, h.audit
 
@@ -118,8 +119,9 @@ async def test_fast_handler_decides_adapter_paths_itself(aiohttp_client: Any) ->
     h = harness()
     calls: list[str] = []
     client: TestClient[Any, Any] = await aiohttp_client(h.app)
-    server = client.server.runner.server
-    assert server is not None
+    runner = client.server.runner
+    assert runner is not None and runner.server is not None
+    server = runner.server
     original = server.request_handler
 
     async def recording(request: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The decision listener (``gateway_authz/listener.py``): checks answered inline, everything else aiohttp's.
+"""The decision listener (``gateway_authz/http/fastpath.py``): checks answered inline, everything else aiohttp's.
 
 Each test runs the listener as ``serve`` does (a :class:`DecisionRunner` on a loopback socket) and, where the
 answer is compared, a plain routed ``create_app`` beside it on the same settings and clock. The service's request
@@ -21,8 +21,10 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
+from gateway_authz.core.appkeys import FAST_PATH
 from gateway_authz.core.model import AuthzRequest, Decision, Right
-from gateway_authz.http.listener import DecisionRunner, _InlineServer, answers_inline
+from gateway_authz.http.app import decision_adapter, decision_runner
+from gateway_authz.http.fastpath import DecisionRunner, _InlineServer, unavailable_reason
 from tests._factories import (
     HOST,
     ORDERS_LISTEN,
@@ -68,6 +70,7 @@ CHECKS: dict[str, bytes] = {
     "nginx-missing-method": _get("/auth", f"Host: {HOST}", "X-Original-URI: /orders"),
     "forward-auth-allow": _get(
         "/forward-auth",
+        "Host: gateway-authz",
         "X-Forwarded-Method: POST",
         f"X-Forwarded-Host: {HOST}",
         "X-Forwarded-Uri: /orders",
@@ -140,7 +143,12 @@ def _socket() -> socket.socket:
 async def _listening(*, inline: bool = True, **kwargs: Any) -> AsyncIterator[Listening]:
     """The decision listener as ``serve`` runs it, or (``inline=False``) the plain routed application."""
     h = harness()
-    runner = (DecisionRunner if inline else web.AppRunner)(h.app, access_log=None, **kwargs)
+    if inline:
+        h.app[FAST_PATH] = True  # what this module tests, even in the run with GATEWAY_AUTHZ_FAST_PATH=0
+        runner: web.AppRunner = decision_runner(h.app, access_log=None, **kwargs)
+        assert isinstance(runner, DecisionRunner)
+    else:
+        runner = web.AppRunner(h.app, access_log=None, **kwargs)
     await runner.setup()
     sock = _socket()
     listening = Listening(sock.getsockname()[1], h, runner)
@@ -202,12 +210,28 @@ def _status(answer: bytes) -> int:
 
 def test_answers_inline_on_the_aiohttp_this_was_checked_against() -> None:
     """Fails when aiohttp moves to a release the listener was not checked against: check it, then add it."""
-    assert answers_inline()
+    assert unavailable_reason() is None
 
 
-@pytest.mark.parametrize("request_", CHECKS.values(), ids=CHECKS.keys())
-async def test_a_check_is_answered_inline_as_the_routed_application_answers_it(request_: bytes) -> None:
+# What each check must be answered: a case named for an allow sees an allow, whatever the two paths agree on.
+CHECK_STATUS = {
+    name: 200 if "allow" in name else 401 if "401" in name else 403 if "403" in name else 0 for name in CHECKS
+}
+CHECK_STATUS |= {
+    "envoy-bare-prefix": 403,
+    "envoy-encoded-prefix": 403,
+    "nginx-missing-method": 403,
+}  # malformed_request
+
+
+def test_every_check_has_an_expected_status() -> None:
+    assert all(CHECK_STATUS.values())
+
+
+@pytest.mark.parametrize("name", CHECKS.keys())
+async def test_a_check_is_answered_inline_as_the_routed_application_answers_it(name: str) -> None:
     """Same bytes (but the Date) and the same audit line as aiohttp's routed application, and never its handler."""
+    request_ = CHECKS[name]
     async with (
         _listening() as listener,
         _listening(inline=False) as routed,
@@ -220,6 +244,7 @@ async def test_a_check_is_answered_inline_as_the_routed_application_answers_it(r
         await plain.ask(CHECKS["envoy-allow"])
         expected = await plain.ask(request_)
     assert listener.handled == handled
+    assert _status(answer) == CHECK_STATUS[name]
     assert _comparable(answer) == _comparable(expected)
     assert audit_without_timing(listener.harness.audit) == audit_without_timing(routed.harness.audit)
 
@@ -347,7 +372,7 @@ async def _until(condition: Any) -> None:
 @asynccontextmanager
 async def _driven(server_for: Any = None) -> AsyncIterator[tuple[Any, FakeTransport, Listening]]:
     async with _listening() as listener:
-        server = listener.runner.server if server_for is None else server_for(listener)
+        server: Any = listener.runner.server if server_for is None else server_for(listener)
         protocol = server()
         transport = FakeTransport()
         protocol.connection_made(transport)
@@ -404,7 +429,7 @@ async def test_an_answer_header_with_cr_lf_is_never_written_inline_and_the_conne
     def injecting(listener: Listening) -> _InlineServer:
         server = listener.runner.server
         assert server is not None
-        return _InlineServer(server, server.request_handler, _InjectingService())  # type: ignore[arg-type]
+        return _InlineServer(server, server.request_handler, _InjectingService(), decision_adapter)  # type: ignore[arg-type]
 
     async with _driven(injecting) as (protocol, transport, _listener):
         protocol.data_received(CHECKS["envoy-allow"])

@@ -1,4 +1,4 @@
-"""Prepared answers (``adapters/_prepared.py``): the same bytes aiohttp's own ``web.Response`` writes, but the Date.
+"""Prepared answers (``http/fastpath.py``): the same bytes aiohttp's own ``web.Response`` writes, but the Date.
 
 Each answer is asked for twice over a raw HTTP/1.1 connection to a real aiohttp server: once as the adapters send
 it (:func:`http_response`, which prepares it) and once as a plain ``web.Response`` with the same status, headers
@@ -19,8 +19,8 @@ from multidict import CIMultiDict
 from gateway_authz.adapters import _answer
 from gateway_authz.core.errors import CannotVerify, InvalidCredential, NotPermitted
 from gateway_authz.core.model import Decision, Right
-from gateway_authz.http import _prepared
-from gateway_authz.http._prepared import PreparedAnswer
+from gateway_authz.http import app as answers
+from gateway_authz.http.fastpath import PreparedAnswer
 
 DECISIONS: dict[str, Decision] = {
     "allow-sas-stripped": Decision.allow(
@@ -53,7 +53,7 @@ def _plain(decision: Decision) -> web.Response:
 
 async def _server(aiohttp_server: Any, decision: Decision, seen: list[type]) -> Any:
     async def prepared(request: web.Request) -> web.StreamResponse:
-        response = _prepared.http_response(decision, request)
+        response = answers.http_response(decision, request)
         seen.append(type(response))
         return response
 

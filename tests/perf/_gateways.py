@@ -29,6 +29,9 @@ FLOORS_SCRIPT = Path(__file__).resolve().parent / "floors.py"
 # distinct tokens, so that (LRU) every request misses. Minting a fresh RS256 token per request is too slow here.
 JWT_SMALL_CACHE = 500
 JWT_POOL = 2_000
+# Authorizers started with extra environment: "authz-public" is the service on aiohttp's public path only
+# (plain web.AppRunner over the routed app, plain web.Response answers), same config as "authz".
+_AUTHORIZER_ENV: dict[str, dict[str, str]] = {"authz-public": {"GATEWAY_AUTHZ_FAST_PATH": "0"}}
 
 # gateway key -> (kind, authorizer key or None)
 _GATEWAYS: dict[str, tuple[str, str | None]] = {
@@ -38,11 +41,13 @@ _GATEWAYS: dict[str, tuple[str, str | None]] = {
     "envoy-floor-headers": ("envoy-http", "floor-http-headers"),
     "envoy-authz": ("envoy-http", "authz"),
     "envoy-authz-small": ("envoy-http", "authz-small"),
+    "envoy-authz-public": ("envoy-http", "authz-public"),
     "envoy-jwt-authn": ("envoy-jwt-authn", None),
     "nginx-none": ("nginx-noauth", None),
     "nginx-floor": ("nginx", "floor-http"),
     "nginx-floor-headers": ("nginx", "floor-http-headers"),
     "nginx-authz": ("nginx", "authz"),
+    "nginx-authz-public": ("nginx", "authz-public"),
     "envoy-grpc-floor": ("envoy-grpc", "floor-grpc"),
     "envoy-grpc-authz": ("envoy-grpc", "authz-grpc"),
 }
@@ -174,7 +179,14 @@ class Stack:
         config_path = self.workdir / f"{name}.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         extra = ["--workers", str(self._workers)] if self._workers > 1 else []
-        service = _procs.start_authz(config_path, self.workdir, name=name, grpc=name == "authz-grpc", extra_args=extra)
+        service = _procs.start_authz(
+            config_path,
+            self.workdir,
+            name=name,
+            grpc=name == "authz-grpc",
+            extra_args=extra,
+            env=_AUTHORIZER_ENV.get(name),
+        )
         self._keep(service.proc)
         self._authorizers[name] = service.proc
         self._ports[name] = service.grpc_port if service.grpc_port else service.port

@@ -118,6 +118,17 @@ ROWS: tuple[Row, ...] = (
         bare_floor="envoy-floor",
     ),
     Row(
+        "envoy-sas-hit-public",
+        "Envoy + gateway-authz on aiohttp's public path only, SAS, cache hit",
+        "envoy-authz-public",
+        "authz-public",
+        "sas",
+        "envoy-floor-sas",
+        default=False,
+        beside="envoy-sas-hit",
+        bare_floor="envoy-floor",
+    ),
+    Row(
         "envoy-sas-miss",
         "Envoy + gateway-authz, SAS, unique tokens (miss)",
         "envoy-authz",
@@ -183,6 +194,17 @@ ROWS: tuple[Row, ...] = (
         bare_floor="nginx-floor",
     ),
     Row(
+        "nginx-sas-hit-public",
+        "NGINX + gateway-authz on aiohttp's public path only, SAS, cache hit",
+        "nginx-authz-public",
+        "authz-public",
+        "sas",
+        "nginx-floor-sas",
+        default=False,
+        beside="nginx-sas-hit",
+        bare_floor="nginx-floor",
+    ),
+    Row(
         "grpc-floor",
         "Envoy + do-nothing grpc.aio ext_authz (floor), no credential",
         "envoy-grpc-floor",
@@ -233,6 +255,17 @@ ROWS: tuple[Row, ...] = (
         "direct-floor",
         default=False,
         direct=True,
+    ),
+    Row(
+        "direct-sas-hit-public",
+        "wrk → gateway-authz on aiohttp's public path only, /ext_authz directly, SAS, cache hit",
+        "authz-public",
+        "authz-public",
+        "sas",
+        "direct-floor",
+        default=False,
+        direct=True,
+        beside="direct-sas-hit",
     ),
 )
 JWT_ROWS = frozenset({"envoy-jwt-authn", "envoy-floor-jwt", "envoy-jwt-hit", "envoy-jwt-miss"})

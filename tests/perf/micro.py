@@ -139,7 +139,8 @@ def _inline_loop(service: Any, request: bytes) -> Callable[[int], float]:
     transport that keeps nothing: aiohttp's parser, the adapter, ``decide_now`` and the answer's bytes."""
     from aiohttp import web
 
-    from gateway_authz.http.listener import _InlineServer
+    from gateway_authz.http.app import decision_adapter
+    from gateway_authz.http.fastpath import _InlineServer
 
     class _Discard(asyncio.Transport):
         writes = 0
@@ -160,7 +161,7 @@ def _inline_loop(service: Any, request: bytes) -> Callable[[int], float]:
         raise AssertionError("the benchmark's check was not answered inline")
 
     async def body(n: int) -> float:
-        server = _InlineServer(web.Server(not_inline), not_inline, service)
+        server = _InlineServer(web.Server(not_inline), not_inline, service, decision_adapter)
         protocol = server()
         transport = _Discard()
         protocol.connection_made(transport)
