@@ -4,7 +4,9 @@ the key, and serves as soon as the key appears. ``config validate`` and the othe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -57,7 +59,7 @@ def _write_config(tmp_path: Path, *, orders_primary: object) -> Path:
     return path
 
 
-def _key_file(text: str) -> object:
+def _key_file(text: str) -> Callable[[Path], None]:
     def prepare(directory: Path) -> None:
         (directory / "keys").mkdir()
         (directory / "keys" / "orders").write_text(text)
@@ -83,9 +85,9 @@ def _send(key: str, key_name: str = "orders-send") -> str:
     ids=["file-absent", "file-empty", "file-only-newline"],
 )
 def test_missing_key_file_loads_as_unavailable_for_serve_and_fails_validation(
-    tmp_path: Path, reference: dict[str, str], prepare: object, why: str
+    tmp_path: Path, reference: dict[str, str], prepare: Callable[[Path], None], why: str
 ) -> None:
-    prepare(tmp_path)  # type: ignore[operator]
+    prepare(tmp_path)
     path = _write_config(tmp_path, orders_primary=reference)
     settings = load_settings(path, allow_missing_keys=True)
     (missing,) = settings.unavailable_keys()
@@ -131,21 +133,21 @@ def test_fingerprint_changes_when_the_missing_key_appears(tmp_path: Path) -> Non
     assert len({before, empty, after.fingerprint}) == 3 and after.unavailable_keys() == ()
 
 
-async def _clients(aiohttp_client: object, path: Path) -> tuple[TestClient, TestClient]:
+async def _clients(aiohttp_client: Any, path: Path) -> tuple[TestClient[Any, Any], TestClient[Any, Any]]:
     settings = load_settings(path, allow_missing_keys=True)
-    app = create_app(settings, config_path=str(path), audit_sink=[].append, ops_sink=[].append)
-    decide = await aiohttp_client(app)  # type: ignore[operator]
-    admin = await aiohttp_client(create_admin_app(app))  # type: ignore[operator]
+    app = create_app(settings, config_path=str(path), audit_sink=lambda _line: None, ops_sink=lambda _line: None)
+    decide = await aiohttp_client(app)
+    admin = await aiohttp_client(create_admin_app(app))
     return decide, admin
 
 
-async def _check(client: TestClient, token: str | None, path: str = "/orders") -> int:
+async def _check(client: TestClient[Any, Any], token: str | None, path: str = "/orders") -> int:
     headers = {"Host": HOST, **({"ServiceBusAuthorization": token} if token else {})}
     async with client.post("/ext_authz" + path, headers=headers) as response:
         return response.status
 
 
-async def test_missing_key_makes_readyz_503_naming_it_and_healthz_200(aiohttp_client: object, tmp_path: Path) -> None:
+async def test_missing_key_makes_readyz_503_naming_it_and_healthz_200(aiohttp_client: Any, tmp_path: Path) -> None:
     _decide, admin = await _clients(aiohttp_client, _write_config(tmp_path, orders_primary={"file": "keys/orders"}))
     async with admin.get("/healthz") as healthz:
         assert healthz.status == 200
@@ -157,7 +159,7 @@ async def test_missing_key_makes_readyz_503_naming_it_and_healthz_200(aiohttp_cl
         ]
 
 
-async def test_decision_needing_the_missing_key_is_503_key_unavailable(aiohttp_client: object, tmp_path: Path) -> None:
+async def test_decision_needing_the_missing_key_is_503_key_unavailable(aiohttp_client: Any, tmp_path: Path) -> None:
     """Whatever the token (it may well be signed with the key not loaded yet), the answer is 503, never 401 or 200."""
     decide, _admin = await _clients(aiohttp_client, _write_config(tmp_path, orders_primary={"file": "keys/orders"}))
     async with decide.post(
@@ -167,7 +169,7 @@ async def test_decision_needing_the_missing_key_is_503_key_unavailable(aiohttp_c
     assert await _check(decide, _send(fake_key("anything"))) == 503
 
 
-async def test_decisions_not_needing_the_missing_key_still_answer(aiohttp_client: object, tmp_path: Path) -> None:
+async def test_decisions_not_needing_the_missing_key_still_answer(aiohttp_client: Any, tmp_path: Path) -> None:
     decide, _admin = await _clients(aiohttp_client, _write_config(tmp_path, orders_primary={"file": "keys/orders"}))
     root = sign_sas(f"sb://{HOST}/orders", "RootManageSharedAccessKey", ROOT_KEY, FAR)
     assert await _check(decide, root) == 200
@@ -176,7 +178,7 @@ async def test_decisions_not_needing_the_missing_key_still_answer(aiohttp_client
     assert await _check(decide, sign_sas(f"sb://{HOST}/orders", "RootManageSharedAccessKey", ORDERS_KEY, FAR)) == 401
 
 
-async def test_service_becomes_ready_by_itself_when_the_key_appears(aiohttp_client: object, tmp_path: Path) -> None:
+async def test_service_becomes_ready_by_itself_when_the_key_appears(aiohttp_client: Any, tmp_path: Path) -> None:
     path = _write_config(tmp_path, orders_primary={"file": "keys/orders"})
     decide, admin = await _clients(aiohttp_client, path)
     (tmp_path / "keys").mkdir()
