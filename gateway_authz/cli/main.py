@@ -17,6 +17,7 @@ from ..config.default import default_config
 from ..core.buildinfo import package_version
 from ..core.errors import ConfigError
 from ..core.settings import Entity, Namespace, Settings
+from .demo import add_demo_parser, demo
 from .serve import StartFailure, add_serve_parser, serve
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     add_serve_parser(commands)
+    add_demo_parser(commands)
 
     config = commands.add_parser("config", help="validate or create a config file").add_subparsers(
         dest="config_command", required=True
@@ -76,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args, os.environ, default_config)
+        if args.command == "demo":
+            return demo(args)
         if args.command == "config":
             return _config(args)
         if args.command == "token":
