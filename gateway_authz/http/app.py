@@ -102,6 +102,7 @@ def create_app(
     audit = AuditLog(audit_sink) if audit_sink is not None else AuditLog()
     jwt = EntraAuthorizer(settings, metrics=metrics, ops_log=ops_log)
     holder.on_change.append(jwt.reconfigure)
+    metrics.ready.set_function(lambda: 0.0 if holder.runtime.settings.unavailable_keys() else 1.0)
     service = DecisionService(holder, audit=audit, metrics=metrics, clock=clock, ops_log=ops_log, jwt=jwt)
     app = web.Application()
     app[FAST_PATH], why_not = fastpath.choose(fast_path)

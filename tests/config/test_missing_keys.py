@@ -207,3 +207,20 @@ def test_reload_that_loses_a_serving_key_keeps_the_last_good_config(tmp_path: Pa
     (tmp_path / "keys" / "orders").write_text("")  # the Secret emptied under a running replica
     assert holder.reload() is False
     assert holder.runtime.settings.unavailable_keys() == () and "is empty" in (holder.last_error or "")
+
+
+async def test_ready_gauge_follows_missing_keys(aiohttp_client: Any, tmp_path: Path) -> None:
+    """gateway_authz_ready is 0 while a key is missing and 1 once it is loaded (what GatewayAuthzNotReady watches)."""
+    path = _write_config(tmp_path, orders_primary={"file": "keys/orders"})
+    decide, admin = await _clients(aiohttp_client, path)
+
+    async def ready() -> str:
+        async with admin.get("/metrics") as response:
+            (line,) = [x for x in (await response.text()).splitlines() if x.startswith("gateway_authz_ready ")]
+            return line
+
+    assert await ready() == "gateway_authz_ready 0.0"
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "orders").write_text(ORDERS_KEY)
+    assert await decide.app[HOLDER_KEY].reload_in_thread() is True
+    assert await ready() == "gateway_authz_ready 1.0"
