@@ -1,5 +1,5 @@
 """Issue 18 (optional): Microsoft's Hybrid Connections client, the ``hyco-https`` npm package, unmodified, through
-the shipped Envoy TLS configs (``envoy-http-tls.yaml``, ``envoy-grpc-tls.yaml``) with a throw-away CA.
+the shipped TLS configs (``envoy-http-tls.yaml``, ``envoy-grpc-tls.yaml``, ``nginx-tls.conf``) with a throw-away CA.
 
 A listener with a Listen rule opens its control channel (a ``wss://`` WebSocket, the token in the
 ``ServiceBusAuthorization`` header); one with a Send-only rule is refused. A sender's HTTPS request with a Send
@@ -80,10 +80,21 @@ def app(integration_dir: Path) -> Iterator[int]:
         yield port
 
 
-@pytest.fixture(scope="module", params=["envoy-http-tls", "envoy-grpc-tls"])
+@pytest.fixture(scope="module", params=["envoy-http-tls", "envoy-grpc-tls", "nginx-tls"])
 def envoy_tls(
     request: pytest.FixtureRequest, authz_service: Any, app: int, tls: TlsMaterial, integration_dir: Path
 ) -> Iterator[int]:
+    if request.param == "nginx-tls":
+        nginx, nginx_port = _procs.start_nginx(
+            integration_dir,
+            upstreams={"app": app, "gateway_authz": authz_service.port},
+            name="hyco-nginx-tls",
+            config="nginx-tls.conf",
+            tls_dir=tls.directory,
+        )
+        with _procs.stopping(nginx):
+            yield nginx_port
+        return
     grpc = "grpc" in request.param
     cluster = "gateway_authz_grpc" if grpc else "gateway_authz"
     authz = authz_service.grpc_port if grpc else authz_service.port
