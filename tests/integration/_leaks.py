@@ -6,6 +6,7 @@ query value again), and each of those lower- and upper-cased, so ``%2B`` and ``%
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,9 @@ class Leak:
     line: str
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.form[:12]}... in {self.line[:300]!r}"
+        """Where, and the line with the secret blanked out: a failure report must not print it either."""
+        masked = re.sub(re.escape(self.form), "<SECRET>", self.line, flags=re.IGNORECASE)
+        return f"{self.where}: {masked[:300]!r}"
 
 
 def find_leaks(logs: Iterable[Path], forms: Sequence[str]) -> list[Leak]:

@@ -37,6 +37,7 @@ from gateway_authz import gateways
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ECHO_SCRIPT = Path(__file__).resolve().parent / "echo_upstream.py"
+WS_ECHO_SCRIPT = Path(__file__).resolve().parent / "ws_upstream.py"  # echoes like ECHO_SCRIPT, and WebSockets
 
 _T = TypeVar("_T")
 
@@ -313,13 +314,16 @@ def request(
 # --------------------------------------------------------------------------------------------------- echo upstream
 
 
-def start_echo(workdir: Path, *, timeout: float = 15.0) -> tuple[ManagedProcess, int]:
-    """The echo upstream (``echo_upstream.py``) on a free loopback port; returns (process, port)."""
+def start_echo(
+    workdir: Path, *, timeout: float = 15.0, script: Path = ECHO_SCRIPT, name: str = "echo"
+) -> tuple[ManagedProcess, int]:
+    """The echo upstream (``echo_upstream.py``, or ``script`` taking ``--port``) on a free loopback port; returns
+    (process, port)."""
 
     def attempt(n: int) -> tuple[ManagedProcess, int]:
         port = free_port()
         proc = ManagedProcess(
-            f"echo-{n}" if n else "echo", [sys.executable, str(ECHO_SCRIPT), "--port", str(port)], workdir
+            f"{name}-{n}" if n else name, [sys.executable, str(script), "--port", str(port)], workdir
         ).start()
         try:
             wait_until(lambda: port_open(port), timeout=timeout, what=f"echo upstream on :{port}", procs=[proc])
@@ -442,8 +446,12 @@ def render_envoy_config(
     listener_port: int,
     admin_port: int,
     clusters: Mapping[str, int | Sequence[int]],
+    tls_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The shipped Envoy config ``key`` with loopback addresses put in structurally.
+
+    A TLS variant's certificate files (under ``gateways.TLS_DIR``) are read from ``tls_dir`` instead; a TLS
+    variant without ``tls_dir`` is refused, so a test never points Envoy at production paths.
 
     ``clusters`` maps a cluster name to its port (or ports: several endpoints, for a multi-replica test); every
     named cluster must exist, and every cluster of the shipped config must be named, so a renamed cluster fails
@@ -455,6 +463,18 @@ def render_envoy_config(
     if len(listeners) != 1:
         raise AssertionError(f"{key}: expected one listener, found {len(listeners)}")
     listeners[0]["address"]["socket_address"].update(address="127.0.0.1", port_value=listener_port)
+    for chain in listeners[0]["filter_chains"]:
+        socket_config = chain.get("transport_socket")
+        if socket_config is None:
+            continue
+        if tls_dir is None:
+            raise AssertionError(f"{key} terminates TLS: pass tls_dir (a tls.crt and tls.key for the test)")
+        for certificate in socket_config["typed_config"]["common_tls_context"]["tls_certificates"]:
+            for field_name in ("certificate_chain", "private_key"):
+                shipped_file = Path(certificate[field_name]["filename"])
+                if shipped_file.parent != Path(gateways.TLS_DIR):
+                    raise AssertionError(f"{key}: {shipped_file} is not under {gateways.TLS_DIR}")
+                certificate[field_name]["filename"] = str(tls_dir / shipped_file.name)
     shipped = {c["name"]: c for c in config["static_resources"]["clusters"]}
     if set(shipped) != set(clusters):
         raise AssertionError(f"{key}: clusters are {sorted(shipped)}, the test maps {sorted(clusters)}")
@@ -484,6 +504,7 @@ def start_envoy(
     mutate: Callable[[dict[str, Any]], None] | None = None,
     log_level: str = "warning",
     extra_args: Sequence[str] = (),
+    tls_dir: Path | None = None,
 ) -> tuple[ManagedProcess, int, int]:
     """Envoy running the shipped config ``key`` (``envoy-http.yaml`` / ``envoy-grpc.yaml``) on free ports.
 
@@ -497,7 +518,9 @@ def start_envoy(
 
     def attempt(n: int) -> tuple[ManagedProcess, int, int]:
         listener_port, admin_port = free_port(), free_port()
-        config = render_envoy_config(key, listener_port=listener_port, admin_port=admin_port, clusters=clusters)
+        config = render_envoy_config(
+            key, listener_port=listener_port, admin_port=admin_port, clusters=clusters, tls_dir=tls_dir
+        )
         if mutate is not None:
             mutate(config)
         config_path = workdir / f"{label}-{n}.yaml"
@@ -543,6 +566,8 @@ def render_nginx_conf(
     listen_port: int,
     upstreams: Mapping[str, int | Sequence[int]],
     rundir: Path,
+    name: str = "nginx.conf",
+    tls_dir: Path | None = None,
 ) -> str:
     """The shipped ``nginx.conf`` with loopback upstreams, a loopback listener and every path in ``rundir``.
 
@@ -550,7 +575,7 @@ def render_nginx_conf(
     block, the one ``listen`` line, and ``pid`` / ``error_log`` / ``access_log`` / ``*_temp_path``. Every
     upstream of the shipped file must be mapped.
     """
-    text = shipped_config("nginx.conf")
+    text = shipped_config(name)
     found: set[str] = set()
 
     def upstream(match: re.Match[str]) -> str:
@@ -575,7 +600,17 @@ def render_nginx_conf(
     listens = re.findall(r"^\s*listen\s+[^;]+;", text, flags=re.MULTILINE)
     if len(listens) != 1:
         raise AssertionError(f"nginx.conf: expected one listen line, found {listens}")
-    text = re.sub(r"^(\s*)listen\s+[^;]+;", rf"\g<1>listen 127.0.0.1:{listen_port};", text, flags=re.MULTILINE)
+    text = re.sub(
+        r"^(\s*)listen\s+\S+?(\s[^;]*)?;", rf"\g<1>listen 127.0.0.1:{listen_port}\g<2>;", text, flags=re.MULTILINE
+    )
+    certificates = re.findall(r"^\s*ssl_certificate(?:_key)?\s+([^;]+);", text, flags=re.MULTILINE)
+    if certificates and tls_dir is None:
+        raise AssertionError(f"{name} terminates TLS: pass tls_dir (a tls.crt and tls.key for the test)")
+    for shipped_file in certificates:
+        if Path(shipped_file).parent != Path(gateways.TLS_DIR):
+            raise AssertionError(f"{name}: {shipped_file} is not under {gateways.TLS_DIR}")
+        assert tls_dir is not None
+        text = text.replace(f" {shipped_file};", f" {tls_dir / Path(shipped_file).name};")
 
     rundir.mkdir(parents=True, exist_ok=True)
     # Only the path argument changes; levels and log formats stay as shipped.
@@ -613,6 +648,8 @@ def start_nginx(
     name: str = "nginx",
     timeout: float = 15.0,
     mutate: Callable[[str], str] | None = None,
+    config: str = "nginx.conf",
+    tls_dir: Path | None = None,
 ) -> tuple[ManagedProcess, int]:
     """NGINX running the shipped ``nginx.conf`` in the foreground on a free port; returns (process, port).
 
@@ -623,7 +660,7 @@ def start_nginx(
     def attempt(n: int) -> tuple[ManagedProcess, int]:
         port = free_port()
         rundir = workdir / (f"{name}-{n}" if n else name)
-        conf = render_nginx_conf(listen_port=port, upstreams=upstreams, rundir=rundir)
+        conf = render_nginx_conf(listen_port=port, upstreams=upstreams, rundir=rundir, name=config, tls_dir=tls_dir)
         if mutate is not None:
             conf = mutate(conf)
         conf_path = rundir / "nginx.conf"

@@ -12,7 +12,8 @@ shares one set of processes:
 - ``audit``             ``_procs.AuditLog`` over the service's stdout.
 - ``echo_upstream``     the echo application (``Echo``: port, process).
 - ``envoy_http_gateway`` / ``envoy_grpc_gateway`` / ``nginx_gateway``   a ``Gateway`` each, running the shipped
-                        configs from ``k8s/`` (the gRPC one needs ``authz_options`` ``{"grpc": True}``).
+                        configs from ``gateway_authz/gateways`` (the gRPC one needs ``authz_options``
+                        ``{"grpc": True}``).
 - ``gateway``           parametrized over ``GATEWAYS``; add a column by adding a name and a fixture to
                         ``GATEWAY_FIXTURES``.
 """

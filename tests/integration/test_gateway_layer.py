@@ -64,16 +64,16 @@ def all_gateways(request: pytest.FixtureRequest) -> list[Gateway]:
 
 # Where each NGINX access log stood before the latest request, so a check reads only what that request caused.
 # (The shipped error log is at crit, so the authorizer's status is read from the auth check's own access-log line.)
-_ERROR_LOG_MARK: dict[str, int] = {}
+_ACCESS_LOG_MARK: dict[str, int] = {}
 
 
-def _error_log(gateway: Gateway) -> Path | None:
+def _access_log(gateway: Gateway) -> Path | None:
     return next((p for p in gateway.proc.extra_logs if p.name == "nginx-access.log"), None)
 
 
-def _mark_error_log(gateway: Gateway) -> None:
-    log = _error_log(gateway)
-    _ERROR_LOG_MARK[gateway.name] = log.stat().st_size if log is not None and log.exists() else 0
+def _mark_access_log(gateway: Gateway) -> None:
+    log = _access_log(gateway)
+    _ACCESS_LOG_MARK[gateway.name] = log.stat().st_size if log is not None and log.exists() else 0
 
 
 def _sentinel(gateway: Gateway) -> Callable[[], str]:
@@ -88,7 +88,7 @@ def _sentinel(gateway: Gateway) -> Callable[[], str]:
 
 
 def _send(gateway: Gateway, audit: AuditLog, method: str, target: str, headers: list[tuple[str, str]]) -> Verdict:
-    _mark_error_log(gateway)
+    _mark_access_log(gateway)
     response, request_id = gateway.request(method, target, headers)
     return verdict(gateway.name, audit, response, request_id, sentinel=_sentinel(gateway))
 
@@ -96,17 +96,17 @@ def _send(gateway: Gateway, audit: AuditLog, method: str, target: str, headers: 
 def _send_raw(gateway: Gateway, audit: AuditLog, head: bytes) -> Verdict:
     """``head`` must carry ``x-request-id: {rid}`` as a placeholder; it is filled with a fresh id here."""
     request_id = f"it-raw-{gateway.name}-{uuid.uuid4()}"
-    _mark_error_log(gateway)
+    _mark_access_log(gateway)
     response = raw_request(gateway.port, head.replace(b"{rid}", request_id.encode()))
     return verdict(gateway.name, audit, response, request_id, sentinel=_sentinel(gateway))
 
 
 def _nginx_says_service_refused_head(gateway: Gateway) -> bool:
     """Since the latest request, NGINX logged that the service answered with aiohttp's 400 (a parser refusal)."""
-    log = _error_log(gateway)
+    log = _access_log(gateway)
     assert log is not None
     with log.open("rb") as handle:
-        handle.seek(_ERROR_LOG_MARK.get(gateway.name, 0))
+        handle.seek(_ACCESS_LOG_MARK.get(gateway.name, 0))
         return any(
             b"/_gateway_authz HTTP/1.1" in line and b" upstream=400 " in line for line in handle.read().splitlines()
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,12 +26,10 @@ import yaml
 from gateway_authz import gateways
 
 from . import _procs
-from ._procs import ManagedProcess
 from .conftest import SasConfig
 
 pytestmark = pytest.mark.integration
 
-WS_SCRIPT = Path(__file__).resolve().parent / "ws_upstream.py"
 HOST = "contoso.servicebus.windows.net"
 SHORT = 1.0  # the stand-in for every gateway default the shipped values replace
 IDLE = 3.0  # the shipped idle limit (an hour), scaled
@@ -46,18 +43,7 @@ def authz_options() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def ws_upstream(integration_dir: Path) -> Iterator[int]:
-    def attempt(n: int) -> tuple[ManagedProcess, int]:
-        port = _procs.free_port()
-        argv = [sys.executable, str(WS_SCRIPT), "--port", str(port)]
-        proc = ManagedProcess(f"ws-upstream-{n}", argv, integration_dir, env=_procs.service_env()).start()
-        try:
-            _procs.wait_until(lambda: _procs.port_open(port), timeout=15, what="ws upstream", procs=[proc])
-        except BaseException:
-            proc.stop()
-            raise
-        return proc, port
-
-    proc, port = _procs.start_with_retries(attempt)
+    proc, port = _procs.start_echo(integration_dir, script=_procs.WS_ECHO_SCRIPT, name="ws-upstream")
     with _procs.stopping(proc):
         yield port
 

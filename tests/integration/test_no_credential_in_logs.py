@@ -12,6 +12,7 @@ for the token, its signature and every key of the config: raw, percent-encoded o
 from __future__ import annotations
 
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -252,3 +253,38 @@ def test_the_failures_are_still_visible_in_the_access_log(gw: LoggedGateway, sas
     lines = [line for line in gw.log_text().splitlines() if "/orders/visible-check/hang" in line]
     assert lines and all(" 504 " in line for line in lines), lines
     assert all("sb-hc-token" not in line for line in lines), lines
+
+
+@pytest.fixture(scope="module")
+def nginx_without_temp_dirs(
+    authz_service: AuthzProcess, echo_upstream: Any, integration_dir: Path
+) -> Iterator[LoggedGateway]:
+    """NGINX as shipped whose temp directories are replaced by plain files once it runs: any temp file fails."""
+    proc, port = _procs.start_nginx(
+        integration_dir,
+        upstreams={"app": echo_upstream.port, "gateway_authz": authz_service.port},
+        name="nginx-no-temp",
+    )
+    with _procs.stopping(proc):
+        rundir = proc.extra_logs[0].parent
+        for kind in ("client_body_temp", "proxy_temp"):
+            shutil.rmtree(rundir / kind)
+            (rundir / kind).write_text("not a directory: a temp file here fails")
+        yield LoggedGateway("nginx", port, proc)
+
+
+@pytest.mark.parametrize("size", [100_000, 900_000])
+def test_nginx_large_bodies_never_reach_a_temp_file_or_the_log(
+    nginx_without_temp_dirs: LoggedGateway, authz_service: AuthzProcess, sas_config: SasConfig, size: int
+) -> None:
+    """A temp-file failure is logged at crit with the request line: the shipped config never writes one."""
+    gw = nginx_without_temp_dirs
+    token = _mint(sas_config)
+    target, _ = _carry("query", token, "/orders/big")
+    request_id = f"logs-{uuid.uuid4()}"
+    headers = [("Host", HOST), ("x-request-id", request_id)]
+    response = _procs.request(gw.port, "POST", target, headers, body=b"x" * size)
+    _procs.wait_until(lambda: request_id in gw.log_text(), timeout=10, what="nginx access log line")
+    assert response.status == 200 and response.upstream is not None, str(response)[:500]
+    assert len(response.upstream.body) == size  # the whole body went through, and came back (a large answer)
+    _assert_no_secret(gw, authz_service, sas_config, token)

@@ -19,7 +19,10 @@ from gateway_authz.core.buildinfo import package_version
 from .test_manifests import K8S, OVERLAYS, PROMETHEUS_OPERATOR, Doc, build
 
 # k8s/gateways/<dir>/<file> is a copy of gateway_authz/gateways/<file>.
-COPIES = {"envoy": ("envoy-http.yaml", "envoy-grpc.yaml"), "nginx": ("nginx.conf",)}
+COPIES = {
+    "envoy": ("envoy-http.yaml", "envoy-grpc.yaml", "envoy-http-tls.yaml", "envoy-grpc-tls.yaml"),
+    "nginx": ("nginx.conf", "nginx-tls.conf"),
+}
 EXACT_TAG = re.compile(r"^[\w./-]+:v?\d+\.\d+\.\d+$")
 
 

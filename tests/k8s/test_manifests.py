@@ -340,8 +340,13 @@ def test_config_map_loads_with_the_secret_files_in_place(directory: str, tmp_pat
 
 # Which ConfigMap carries which shipped gateway configuration (gateway_authz/gateways/<key>), byte for byte.
 GATEWAY_CONFIG_MAPS = {
-    ("sidecar", "gateway-authz-envoy"): ("envoy-http.yaml", "envoy-grpc.yaml"),
-    ("ingress-nginx", "gateway-authz-nginx"): ("nginx.conf",),
+    ("sidecar", "gateway-authz-envoy"): (
+        "envoy-http.yaml",
+        "envoy-grpc.yaml",
+        "envoy-http-tls.yaml",
+        "envoy-grpc-tls.yaml",
+    ),
+    ("ingress-nginx", "gateway-authz-nginx"): ("nginx.conf", "nginx-tls.conf"),
 }
 
 
@@ -390,7 +395,8 @@ def test_sidecar_wires_envoy_to_gateway_authz_over_loopback() -> None:
         expected = authz_ports["grpc" if "grpc" in key else "decision"]
         assert (address["address"], address["port_value"]) == ("127.0.0.1", expected), key
         listener_port = envoy_config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
-        assert listener_port == envoy["ports"][0]["containerPort"]
+        # The Deployment runs the plain-text variant; a TLS variant listens on 443 (an overlay changes the port).
+        assert listener_port == (443 if key.endswith("-tls.yaml") else envoy["ports"][0]["containerPort"]), key
     policy = _one("sidecar", "NetworkPolicy")
     open_ports = [p["port"] for rule in policy["spec"]["ingress"] if "from" not in rule for p in rule["ports"]]
     assert open_ports == [envoy["ports"][0]["containerPort"]]  # from anywhere: only Envoy's listener
