@@ -127,14 +127,17 @@ def _event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner()
 
 
-def _worker(options: ServeOptions) -> None:
+def _worker(options: ServeOptions, speaks: bool) -> None:
+    """One of ``--workers`` processes; only the first (``speaks``) reports a failure to listen, so that every worker
+    failing alike still makes one line."""
     from ..config.loader import load_settings  # each spawned worker loads the file itself: nothing is pickled
 
     try:
         with _event_loop_runner() as runner:
             runner.run(serve(load_settings(options.config_path, allow_missing_keys=True), options, reuse_port=True))
     except ListenError as exc:
-        print(exc, file=sys.stderr)
+        if speaks:
+            print(exc, file=sys.stderr)
         sys.exit(2)
 
 
@@ -146,7 +149,7 @@ def run(settings: Settings, options: ServeOptions) -> int:
         return 0
     # Spawned, not forked: gRPC's core must not be forked once it exists, and each worker builds its own.
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(options,)) for _ in range(options.workers)]
+    workers = [context.Process(target=_worker, args=(options, n == 0)) for n in range(options.workers)]
     for process in workers:
         process.start()
 

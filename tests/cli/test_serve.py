@@ -25,6 +25,7 @@ from gateway_authz.http.server import ServeOptions
 from tests.integration._procs import free_port, http_get_status, service_env
 
 REPO = Path(__file__).resolve().parents[2]
+_SERVE = [sys.executable, "-m", "gateway_authz", "serve"]
 
 
 def test_version_prints_the_installed_distribution_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,8 +173,8 @@ def test_serve_from_the_environment_alone_logs_start_and_stop(tmp_path: Path) ->
     assert events.count("service.stop") == 1 and events.index("service.stop") > events.index("service.start")
 
 
-@pytest.mark.parametrize("which", ["decision", "admin"])
-def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path, which: str) -> None:
+@pytest.mark.parametrize(("which", "workers"), [("decision", "1"), ("admin", "1"), ("decision", "2")])
+def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path, which: str, workers: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -181,7 +182,7 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path, which: str) -> None:
         other = free_port()
         port, admin = (busy, other) if which == "decision" else (other, busy)
         result = subprocess.run(
-            [sys.executable, "-m", "gateway_authz", "serve", "--port", str(port), "--admin-port", str(admin)],
+            [*_SERVE, "--port", str(port), "--admin-port", str(admin), "--workers", workers],
             cwd=tmp_path,
             env=service_env(),
             capture_output=True,
