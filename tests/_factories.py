@@ -400,12 +400,17 @@ def harness(settings: Settings | None = None, *, clock: FakeClock | None = None)
 
 
 def audit_without_timing(lines: list[bytes]) -> list[dict[str, Any]]:
-    """Audit lines parsed, without the two fields that differ between two runs of the same decision."""
+    """Audit lines parsed, without the three fields that differ between two runs of the same decision (the decision
+    id is checked to be a UUIDv7 first)."""
     events = [json.loads(line) for line in lines]
     for event in events:
         event.pop("timestamp")
         event.pop("latency_ms")
+        assert DECISION_ID.fullmatch(event.pop("decision_id")), event
     return events
+
+
+DECISION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def assert_decision(decision: Decision, status: int, reason: str) -> None:

@@ -21,6 +21,13 @@ writes ``D/provider.json`` (base URL, issuers, tenant) once it listens; control 
 
 from __future__ import annotations
 
+import sys
+
+# Run as a script, this file's directory (tests/) is first on sys.path, and tests/http would shadow the standard
+# library's http package (which aiohttp and PyJWT import). Drop it before anything imports http.
+if __name__ == "__main__" and sys.path and sys.path[0] == __import__("os").path.dirname(__file__):
+    del sys.path[0]
+
 import argparse
 import asyncio
 import base64

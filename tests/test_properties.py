@@ -490,7 +490,7 @@ def test_every_rejection_at_the_service_boundary_is_a_401_or_403_never_an_except
 ) -> None:
     """Arbitrary header, query and path strings: decide() returns; a deny is 401/403 and answered as such."""
     decision = world.check(request)  # raises if decide() raised, and checks any allow is earned
-    response = http_response(decision, make_mocked_request("GET", "/ext_authz/"))
+    response = http_response((decision, "id"), make_mocked_request("GET", "/ext_authz/"))
     assert response.status == decision.status and (response.status == 200) is decision.allowed
 
 

@@ -39,7 +39,7 @@ from google.rpc import code_pb2, status_pb2
 from ..core.errors import NotPermitted
 from ..core.memo import BoundedMemo
 from ..core.model import AuthzRequest, Decision, Right, headers_from_pairs
-from ._answer import WWW_AUTHENTICATE, allow_headers, deny_body
+from ._answer import DECISION_ID_HEADER, WWW_AUTHENTICATE, allow_headers, deny_body
 
 __all__ = ["check_request_to_authz", "decision_to_check_response"]
 
@@ -182,14 +182,18 @@ def _route_context(extensions: Mapping[str, str]) -> Mapping[str, str]:
 # Decision -> CheckResponse
 
 
-def decision_to_check_response(decision: Decision) -> Any:
+def decision_to_check_response(decision: Decision, decision_id: str = "") -> Any:
     """Translate a :class:`~gateway_authz.core.model.Decision` into an ``envoy.service.auth.v3.CheckResponse``.
 
     Only ``allowed`` with status 200 becomes ``OK``; every other decision, however inconsistent, is a denial.
+    ``decision_id`` goes in ``x-authz-decision-id``: to the upstream on an allow, to the client on a deny.
     """
     if decision.allowed and decision.status == 200:
-        return _ok_response(decision)
-    return _denied_response(decision)
+        response = external_auth_pb2.CheckResponse()
+        response.CopyFrom(_ok_response(decision))  # the shared template stays as it is
+        response.ok_response.headers.append(_header(DECISION_ID_HEADER, decision_id))
+        return response
+    return _denied_response(decision, decision_id)
 
 
 def _header(name: str, value: str) -> Any:
@@ -224,13 +228,17 @@ def _build_ok_response(decision: Decision) -> Any:
     )
 
 
-def _denied_response(decision: Decision) -> Any:
+def _denied_response(decision: Decision, decision_id: str) -> Any:
     status = decision.status
     if status not in _RPC_CODES:
         # Not a status the contract allows on a deny: keep the class (server fault or not), never the code.
         status = 503 if status >= 500 else 403
         decision = dataclasses.replace(decision, status=status)
-    headers = [("content-type", "application/json"), ("x-authz-reason", decision.reason)]
+    headers = [
+        ("content-type", "application/json"),
+        ("x-authz-reason", decision.reason),
+        (DECISION_ID_HEADER, decision_id),
+    ]
     if status == 401:
         headers.insert(0, ("www-authenticate", WWW_AUTHENTICATE))
     return external_auth_pb2.CheckResponse(
@@ -238,6 +246,6 @@ def _denied_response(decision: Decision) -> Any:
         denied_response=external_auth_pb2.DeniedHttpResponse(
             status=http_status_pb2.HttpStatus(code=status),
             headers=[_header(name, value) for name, value in headers],
-            body=deny_body(decision).decode(),
+            body=deny_body(decision, decision_id).decode(),
         ),
     )

@@ -6,6 +6,8 @@ the HTTP adapters (``gateway: envoy-grpc`` in the audit); this module serves and
 The translations themselves, and the Envoy wire facts they rely on, are in :mod:`._envoy_grpc_wire`.
 
 Answers
+    * Every answer carries ``x-authz-decision-id``: on an allow it is added to the upstream request, on a deny
+      it reaches the client (and is ``decision_id`` in the JSON body).
     * allow: ``status OK`` + ``ok_response`` with all three ``x-authz-*`` headers (an empty principal too,
       with ``keep_empty_value``, so a client-sent value never survives), ``headers_to_remove`` = the
       credential header that was used, ``query_parameters_to_remove`` = e.g. ``sb-hc-token``.
@@ -54,8 +56,9 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..core.appkeys import SERVICE
+from ..core.decision_ids import DecisionIds
 from ..core.errors import AuthzError, CannotVerify, NotPermitted
-from ..core.model import AuthzRequest, Decision
+from ..core.model import AuthzRequest, Decision, Verdict
 from ._envoy_grpc_wire import check_request_to_authz, decision_to_check_response
 
 __all__ = [
@@ -81,8 +84,8 @@ AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization"
 class Decider(Protocol):
     """The one thing this adapter needs from the decision core; ``DecisionService`` satisfies it."""
 
-    async def decide(self, request: AuthzRequest) -> Decision:
-        """Decide one request; must not raise (the servicer still fails closed if it does)."""
+    async def verdict(self, request: AuthzRequest) -> Verdict:
+        """Decide one request and give the answer its id; must not raise (the servicer still fails closed)."""
         ...
 
 
@@ -99,16 +102,21 @@ class AuthorizationServicer:
 
     def __init__(self, decider: Decider) -> None:
         self._decider = decider
+        self._ids = DecisionIds()  # for the answers of a failure no decision was made for
 
     async def Check(self, request: Any, context: Any) -> Any:
         """Answer one CheckRequest; the grpc ``context`` is not needed (Envoy enforces its own deadline)."""
         try:
-            return decision_to_check_response(await self.decide(request))
+            return decision_to_check_response(*await self.verdict(request))
         except Exception:
             _log.exception("envoy-grpc: could not build a CheckResponse")
-            return decision_to_check_response(Decision.deny(CannotVerify("internal_error")))
+            return decision_to_check_response(Decision.deny(CannotVerify("internal_error")), self._ids())
 
     async def decide(self, request: Any) -> Decision:
+        """The decision alone of :meth:`verdict`."""
+        return (await self.verdict(request))[0]
+
+    async def verdict(self, request: Any) -> Verdict:
         """Translate and decide; a malformed request is a 403, anything unexpected a 503, never an allow."""
         try:
             authz_request = check_request_to_authz(request)
@@ -119,15 +127,17 @@ class AuthorizationServicer:
             authz_request = _MALFORMED
         except Exception:
             _log.exception("envoy-grpc: could not read the CheckRequest")
-            return Decision.deny(CannotVerify("internal_error", "CheckRequest translation failed"))
+            return (Decision.deny(CannotVerify("internal_error", "CheckRequest translation failed")), self._ids())
         try:
-            decision = await self._decider.decide(authz_request)
+            verdict = await self._decider.verdict(authz_request)
         except Exception:
             _log.exception("envoy-grpc: the decision core raised")
-            return Decision.deny(CannotVerify("internal_error", "decision core raised"))
+            return Decision.deny(CannotVerify("internal_error", "decision core raised")), self._ids()
+        decision, decision_id = verdict
         if authz_request is _MALFORMED and decision.allowed and not decision.dry_run:
-            return Decision.deny(NotPermitted("malformed_request"))  # whatever the core said, never an allow
-        return decision
+            # whatever the core said, never an allow
+            return Decision.deny(NotPermitted("malformed_request")), decision_id
+        return verdict
 
 
 class GrpcServer:

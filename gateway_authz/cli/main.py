@@ -1,81 +1,100 @@
-"""The ``gateway-authz`` command: serve, config validate/init, token, check, keys generate."""
+"""The gateway-authz command: serve, config validate/init, token, check, test, keys generate.
+
+Each command beyond the original ones lives in a module of its own with a register() function; this module
+only wires them. Help texts are plain text (they are printed as they are written).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-import orjson
-
-from ..config.default import default_config
-from ..core.buildinfo import package_version
+from ..core.build_info import package_version
 from ..core.errors import ConfigError
-from ..core.settings import Entity, Namespace, Settings
+from ..core.settings import Entity, Namespace
+from . import check, decision_tests, validate
+from ._common import HelpfulParser, default_config, fill_missing_help
+from ._common import Usage as _Usage
 from .demo import add_demo_parser, demo
 from .serve import StartFailure, add_serve_parser, serve
-
-if TYPE_CHECKING:
-    from aiohttp import web
-
-    from ..core.model import AuthzRequest
 
 __all__ = ["main"]
 
 _DEFAULT_TTL = 3600
-
-
-class _Usage(Exception):
-    """A bad argument: exit status 2 with the message."""
+_DESCRIPTION = (
+    "External authorization for Envoy, NGINX and forward-auth proxies, with Azure Relay's model: SAS tokens, "
+    "and Entra ID tokens checked against Azure role assignments. Run 'gateway-authz COMMAND --help' for the "
+    "options of a command."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway-authz", description=__doc__)
+    parser = HelpfulParser(prog="gateway-authz", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"gateway-authz {package_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     add_serve_parser(commands)
     add_demo_parser(commands)
 
-    config = commands.add_parser("config", help="validate or create a config file").add_subparsers(
-        dest="config_command", required=True
+    config = commands.add_parser(
+        "config", help="validate or create a configuration", description="Validate or create a configuration."
+    ).add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    validate.register(config)
+    init = config.add_parser(
+        "init",
+        help="print a starter config for a new namespace",
+        description="Print a starter configuration for a new namespace, with a RootManageSharedAccessKey rule "
+        "holding all rights and fresh primary and secondary keys, as Azure provisions a namespace.",
     )
-    validate = config.add_parser("validate", help="check a config file; print every problem")
-    validate.add_argument("path")
-    init = config.add_parser("init", help="print a starter config for a new namespace")
-    init.add_argument("--namespace", required=True)
-    init.add_argument("--host", required=True)
+    init.add_argument("--namespace", required=True, help="the namespace name (6-50 letters, digits, hyphens)")
+    init.add_argument("--host", required=True, help="the host name clients use for the namespace")
 
-    token = commands.add_parser("token", help="print a SAS token signed as the Azure SDKs sign")
+    token = commands.add_parser(
+        "token",
+        help="print a SAS token signed as the Azure SDKs sign",
+        description="Print a SAS token signed the way the official Azure SDKs sign, from a rule in a "
+        "configuration or from a connection string. Exit status 2 on bad arguments.",
+    )
     source = token.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config")
-    source.add_argument("--connection-string")
-    token.add_argument("--namespace")
-    token.add_argument("--rule", help="the rule's keyName")
+    source.add_argument("--config", metavar="PATH", help="configuration file or directory holding the rule")
+    source.add_argument(
+        "--connection-string",
+        metavar="STRING",
+        help="Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...[;EntityPath=...]",
+    )
+    token.add_argument("--namespace", help="the namespace whose rule signs (with --config)")
+    token.add_argument("--rule", help="the rule's keyName (with --config)")
     token.add_argument("--entity", help="take the rule from this entity instead of the namespace")
-    token.add_argument("--key", choices=("primary", "secondary"), default="primary")
-    token.add_argument("--resource", help="the resource URI the token is for (sr)")
-    token.add_argument("--ttl", type=int, default=_DEFAULT_TTL, help="seconds until expiry")
+    token.add_argument(
+        "--key", choices=("primary", "secondary"), default="primary", help="which key signs (default: primary)"
+    )
+    token.add_argument("--resource", help="the resource URI the token is for (its sr), e.g. https://HOST/ENTITY")
+    token.add_argument("--ttl", type=int, default=_DEFAULT_TTL, help="seconds until expiry (default: 3600)")
 
-    check = commands.add_parser("check", help="decide one request offline and explain the decision")
-    check.add_argument("--config", required=True)
-    check.add_argument("--method", default="GET")
-    check.add_argument("--url", required=True)
-    check.add_argument("-H", "--header", action="append", default=[], dest="headers")
+    check.register(commands)
+    decision_tests.register(commands)
 
-    keys = commands.add_parser("keys", help="key material").add_subparsers(dest="keys_command", required=True)
-    keys.add_parser("generate", help="print a new random 256-bit key, base64")
+    keys = commands.add_parser("keys", help="key material", description="Key material.").add_subparsers(
+        dest="keys_command", required=True, metavar="SUBCOMMAND"
+    )
+    keys.add_parser(
+        "generate",
+        help="print a new random 256-bit key, base64",
+        description="Print a new random 256-bit key, base64 (44 characters), like the keys Azure issues.",
+    )
+    fill_missing_help(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        run = getattr(args, "run", None)
+        if run is not None:  # a command registered by its own module
+            return int(run(args))
         if args.command == "serve":
             return serve(args, os.environ, default_config)
         if args.command == "demo":
@@ -85,8 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token":
             print(_token(args))
             return 0
-        if args.command == "check":
-            return _check(args)
         from ..config.loader import generate_key
 
         print(generate_key())
@@ -104,17 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from ..config.loader import starter_config, validate_file
+    from ..config.loader import starter_config
 
-    if args.config_command == "init":
-        print(starter_config(args.namespace, args.host), end="")
-        return 0
-    problems = validate_file(args.path)
-    for problem in problems:
-        print(problem)
-    if not problems:
-        print(f"{args.path}: valid")
-    return 1 if problems else 0
+    print(starter_config(args.namespace, args.host), end="")
+    return 0
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -167,90 +177,3 @@ def _token_entity(namespace: Namespace, name: str | None, resource: str) -> Enti
     except InvalidCredential:
         raise _Usage(f"--resource {resource!r} is not a resource URI such as sb://<host>/<entity>") from None
     return ResourceIndex((namespace,)).entity_for(namespace, segments)
-
-
-def _check(args: argparse.Namespace) -> int:
-    from ..config.loader import load_settings
-    from ..core.model import AuthzRequest, headers_from_pairs
-
-    settings = load_settings(args.config)
-    url = urlsplit(args.url)
-    if not url.netloc:
-        raise _Usage("--url must be absolute, e.g. https://contoso.servicebus.windows.net/orders")
-    pairs = []
-    for header in args.headers:
-        name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise _Usage(f"header {name!r} is not 'Name: value'")
-        pairs.append((name.strip(), value.strip()))
-    request = AuthzRequest(
-        gateway="cli",
-        method=args.method.upper(),
-        host=url.netloc,
-        target=(url.path or "/") + (f"?{url.query}" if url.query else ""),
-        headers=headers_from_pairs(pairs),
-        scheme=url.scheme or "https",
-    )
-    report = asyncio.run(_decide_offline(settings, request))
-    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-    return 0 if report["decision"] == "allow" else 1
-
-
-async def _decide_offline(settings: Settings, request: AuthzRequest) -> dict[str, object]:
-    """Decide ``request`` in a started (but not listening) app, so issuers' keys are fetched as when serving.
-
-    The app's startup and cleanup run around the decision: the JWKS client session and the key refresher live in
-    its ``cleanup_ctx``. For a JWT the report also lists the principal's role assignments and why each does or
-    does not apply; the token itself is never printed.
-    """
-    from aiohttp import web
-
-    from ..core.appkeys import SERVICE
-    from ..http.app import create_app
-
-    app = create_app(settings, audit_sink=lambda _line: None, watch_config=False)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    try:
-        decision = await app[SERVICE].decide(request)
-        report: dict[str, object] = {
-            "decision": "allow" if decision.allowed else "deny",
-            "status": decision.status,
-            "reason": decision.reason,
-            "auth": decision.auth,
-            "principal": decision.principal,
-            "right": decision.right.value if decision.right else None,
-            "namespace": decision.namespace,
-            "entity": decision.entity,
-            **decision.audit,
-        }
-        if decision.detail:
-            report["detail"] = decision.detail
-        if decision.auth == "jwt" and decision.status in (200, 403):
-            assignments = await _explain_jwt(app, request)
-            if assignments is not None:
-                report["assignments"] = list(assignments)
-        return report
-    finally:
-        await runner.cleanup()
-
-
-async def _explain_jwt(app: web.Application, request: AuthzRequest) -> tuple[str, ...] | None:
-    """The RBAC explanation of a verified JWT's decision (see ``EntraAuthorizer.explain``), or None."""
-    from ..core.appkeys import HOLDER, JWT
-    from ..core.credentials import find_credential, parse_query
-    from ..core.errors import AuthzError
-    from ..core.resources import split_target
-
-    runtime = app[HOLDER].runtime
-    try:
-        path, query_string = split_target(request.target)
-        resolved = runtime.policy.resolve(request.host, path)
-        query = parse_query(query_string)
-        rights = runtime.policy.required_rights(request, resolved, query)
-        found = find_credential(request, query)
-        if found is None or found.kind != "jwt":
-            return None
-        return await app[JWT].explain(found.value, runtime.rbac, resolved, rights, time.time())
-    except AuthzError:
-        return None

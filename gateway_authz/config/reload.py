@@ -17,6 +17,7 @@ from ..core.errors import ConfigError
 from ..core.metrics import Metrics
 from ..core.settings import Settings
 from ..decision.runtime import Runtime
+from .warnings import log_warnings
 
 __all__ = ["ConfigHolder", "Loader"]
 
@@ -47,6 +48,7 @@ class ConfigHolder:
         self._reloading = asyncio.Lock()
         self._pending: set[asyncio.Task[bool]] = set()
         metrics.config_loaded(self.runtime.loaded_at)
+        log_warnings(ops_log, settings)
 
     def reload(self) -> bool:
         """Re-read the file; returns whether a new configuration is now serving. Never raises."""
@@ -103,6 +105,7 @@ class ConfigHolder:
         self._metrics.config_reloads.labels("changed").inc()
         self._metrics.config_loaded(self.runtime.loaded_at)
         self._log.info("config.reloaded", path=self.path, fingerprint=settings.fingerprint[:12])
+        log_warnings(self._log, settings)
         return True
 
     def _failed(self, problems: list[str]) -> None:

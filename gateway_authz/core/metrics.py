@@ -14,19 +14,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
-from prometheus_client import (
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Info,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .buildinfo import BuildInfo, build_info
+from .build_info import register_build_info
 
 __all__ = ["Metrics", "TallyCounter", "TallyHistogram"]
 
@@ -124,24 +116,10 @@ class _TallyCollector(Collector):
 class Metrics:
     """The service's collectors; ``render()`` gives the Prometheus text exposition."""
 
-    def __init__(
-        self,
-        registry: CollectorRegistry | None = None,
-        *,
-        clock: Callable[[], float] = time.time,
-        build: BuildInfo | None = None,
-    ) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._clock = clock
         r = self.registry
-        # What runs where, as operations expect from any exporter: gateway_authz_build_info{version,python,aiohttp} 1,
-        # and prometheus-client's process_* (CPU, memory, open fds, start time) and python_info families. The two
-        # collectors are stateless readers of /proc and the interpreter, shared by every registry that lists them.
-        Info("gateway_authz_build", "The running gateway-authz build.", registry=r).info(
-            (build or build_info()).labels()
-        )
-        r.register(PROCESS_COLLECTOR)
-        r.register(PLATFORM_COLLECTOR)
         self.decisions = TallyCounter(
             "gateway_authz_decisions",
             "Decisions made, by outcome, reason code, gateway, credential type and dry-run.",
@@ -197,6 +175,7 @@ class Metrics:
         self._loaded_at = clock()
         self.config_age.set_function(lambda: max(0.0, self._clock() - self._loaded_at))
         self.config_last_reload_ok.set(1)
+        register_build_info(r)
 
     def config_loaded(self, when: float) -> None:
         """Record that a configuration loaded at wall-clock ``when`` is now in use."""

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeAlias
 
 from .errors import AuthzError
 from .memo import BoundedMemo
@@ -21,6 +21,7 @@ __all__ = [
     "Decision",
     "Gateway",
     "Right",
+    "Verdict",
     "headers_from_pairs",
 ]
 
@@ -172,3 +173,10 @@ class Decision:
             audit=_audit_fields(audit),
             detail=error.detail,
         )
+
+
+Verdict: TypeAlias = tuple[Decision, str]
+"""One answer: ``(decision, decision_id)``, the decision (shared by every request decided alike, and cached) and
+this answer's own id, fresh for every answer, a cached decision's too; it is the audit line's ``decision_id`` and
+the ``x-authz-decision-id`` the gateway passes on (see :mod:`gateway_authz.core.decision_ids`). A plain tuple:
+one is made per answer, and a named tuple cost five times as much to make."""

@@ -2,7 +2,8 @@
 
 Fields follow the contract (``timestamp``, ``event``, ``decision``, ``status``, ``reason``, ``auth``,
 ``principal``, ``right``, ``namespace``, ``entity``, ``method``, ``host``, ``path``, ``gateway``, ``request_id``,
-``latency_ms``, plus ``key_name``/``key_slot`` for SAS and ``issuer``/``tenant``/``role``/``scope`` for JWT).
+``latency_ms``, ``decision_id``, ``trace_id``/``span_id`` from a valid ``traceparent``, plus
+``key_name``/``key_slot`` for SAS and ``issuer``/``tenant``/``role``/``scope`` for JWT).
 The path is logged with the ``sb-hc-token`` value removed, and a redaction step blanks anything that still looks
 like a SAS signature or a JWT, so no key, signature or whole token reaches a log line.
 """
@@ -24,6 +25,7 @@ import structlog
 
 from ..core.memo import BoundedMemo, IdentityMemo
 from ..core.model import AuthzRequest, Decision
+from ..core.traceparent import TRACEPARENT, trace_ids
 
 __all__ = ["AuditLog", "make_ops_logger", "redact_target"]
 
@@ -36,6 +38,7 @@ _SECRETS = re.compile(
     r"(?i)(sig=)[^&\s\"]+|SharedAccessSignature\s+\S+|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
 )
 # What a query value carrying a credential looks like once form-decoded (a SAS token, or still escaped once more).
+_CREDENTIAL_NAMES = frozenset(("sb-hc-token", "sig"))
 _CREDENTIAL_VALUE = re.compile(r"(?i)sig(?:=|%3d)|SharedAccessSignature|eyJ[A-Za-z0-9_-]{4,}\.")
 
 
@@ -53,7 +56,8 @@ def redact_target(target: str) -> str:
     changed = False
     for i, pair in enumerate(pairs):
         name, eq, value = pair.partition("=")
-        if unquote(name).lower() == "sb-hc-token" or _CREDENTIAL_VALUE.search(unquote_plus(value or name)):
+        # "sig" too: a token put into the query without encoding splits at its own "&", leaving "sig=…" a pair
+        if unquote(name).lower() in _CREDENTIAL_NAMES or _CREDENTIAL_VALUE.search(unquote_plus(value or name)):
             pairs[i] = f"{name}=[removed]" if eq else "[removed]"
             changed = True
     return f"{path}?{'&'.join(pairs)}" if changed else target
@@ -80,6 +84,11 @@ def _verbatim(text: str) -> bool:
     if not (text.isascii() and text.isprintable()) or '"' in text or "\\" in text:
         return False
     return _free_of_secret_markers(text)
+
+
+def _plain_id(decision_id: str) -> bool:
+    """True for an id that JSON writes as it is and redaction cannot match: letters, digits and hyphens only."""
+    return decision_id.isascii() and decision_id.replace("-", "").isalnum() and len(decision_id) <= 64
 
 
 def _redact(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -223,7 +232,8 @@ def _pipeline(sink: Sink) -> Any:
 # The fields of a decision line in order; the request's own sit between the decision's first and last ones.
 _REQUEST_FIELDS = ("method", "host", "path", "gateway", "request_id", "latency_ms")
 _DECISION_FIELDS = ("decision", "status", "reason", "auth", "principal", "right", "namespace", "entity", "dry_run")
-_RESERVED = frozenset((*_DECISION_FIELDS, *_REQUEST_FIELDS, "event", "timestamp"))
+_TRACE_FIELDS = ("decision_id", "trace_id", "span_id")
+_RESERVED = frozenset((*_DECISION_FIELDS, *_REQUEST_FIELDS, *_TRACE_FIELDS, "event", "timestamp"))
 _RENDERED_DECISIONS = 1024  # distinct decision contents whose part of the line is kept rendered
 
 
@@ -252,7 +262,8 @@ class AuditLog:
         # cached decision answers again as the very same object, to the same request but for its id
         self._heads: IdentityMemo[tuple[str | None, str]] = IdentityMemo(_RENDERED_DECISIONS)
 
-    def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float) -> None:
+    def decision(self, request: AuthzRequest, decision: Decision, latency_ms: float, decision_id: str = "") -> None:
+        trace = _trace(request)
         method, host, target, gateway, request_id = (
             request.method,
             request.host,
@@ -267,13 +278,18 @@ class AuditLog:
         if parts is None:
             parts = self._heads.put(decision, key, self._head(decision, method, host, target, gateway))
         head, tail = parts
-        if head is not None and _verbatim(request_id):
+        if head is not None and _verbatim(request_id) and _plain_id(decision_id):
             # Every field is printable ASCII without quote or backslash, which JSON writes as it is: the line is
-            # the renderer's, byte for byte, with the request's fields and the time put in place.
+            # the renderer's, byte for byte, with the request's fields and the time put in place. (The trace ids
+            # are lower-case hex, checked by trace_ids.)
             latency = round(latency_ms, 3)
-            self._sink(f'{head}{request_id}","latency_ms":{latency!r}{tail}{self._stamper.now()}"}}\n'.encode())
+            traced = f'","trace_id":"{trace[0]}","span_id":"{trace[1]}' if trace is not None else ""
+            self._sink(
+                f'{head}{request_id}","decision_id":"{decision_id}{traced}","latency_ms":{latency!r}'
+                f'{tail}{self._stamper.now()}"}}\n'.encode()
+            )
             return
-        self._line(request, decision, redact_target(target), latency_ms)
+        self._line(request, decision, redact_target(target), latency_ms, decision_id, trace)
 
     def _head(self, decision: Decision, method: str, host: str, target: str, gateway: str) -> tuple[str | None, str]:
         """The rendered line up to the request id's value and after the latency; no head when it cannot be used."""
@@ -305,7 +321,15 @@ class AuditLog:
             parts = self._rendered.put(content, _render_parts(decision))
         return parts
 
-    def _line(self, request: AuthzRequest, decision: Decision, path: str, latency_ms: float) -> None:
+    def _line(
+        self,
+        request: AuthzRequest,
+        decision: Decision,
+        path: str,
+        latency_ms: float,
+        decision_id: str,
+        trace: tuple[str, str] | None,
+    ) -> None:
         event: Any = {
             "decision": "allow" if decision.allowed and not decision.dry_run else "deny",
             "status": decision.status,
@@ -320,6 +344,8 @@ class AuditLog:
             "path": path,
             "gateway": request.gateway,
             "request_id": request.request_id,
+            "decision_id": decision_id,
+            **({"trace_id": trace[0], "span_id": trace[1]} if trace is not None else {}),
             "latency_ms": round(latency_ms, 3),
             "dry_run": decision.dry_run,
             **decision.audit,
@@ -328,6 +354,15 @@ class AuditLog:
         for processor in self._processors:
             event = processor(None, "info", event)
         self._sink(event + b"\n")
+
+
+def _trace(request: AuthzRequest) -> tuple[str, str] | None:
+    """The trace and span id of the request's one valid ``traceparent``; none for an absent, repeated or bad one."""
+    headers = request.headers
+    if TRACEPARENT not in headers:
+        return None
+    values = headers.get(TRACEPARENT, ())
+    return trace_ids(values[0]) if len(values) == 1 else None
 
 
 def _render_parts(decision: Decision) -> tuple[str | None, str]:

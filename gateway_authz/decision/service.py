@@ -2,7 +2,9 @@
 
 :meth:`DecisionService.decide` never raises. Every failure, expected or not, becomes a deny; the single place
 that produces an allow is :meth:`Decision.allow`, reached only after verification and policy both passed.
-Each call writes exactly one audit line and updates the metrics.
+Each call writes exactly one audit line and updates the metrics. :meth:`DecisionService.verdict` also gives the
+answer its own decision id (fresh per answer, a cached decision's too), which the audit line carries; a deny is
+kept in the recent-deny ring and a verified SAS key's last use is noted, for the status page.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from ..core.credentials import FoundCredential, find_credential, parse_query
+from ..core.decision_ids import DecisionIds
 from ..core.errors import AuthzError, CannotVerify, InvalidCredential, NotPermitted
 from ..core.memo import BoundedMemo, IdentityMemo
 from ..core.metrics import Metrics
-from ..core.model import AuthzRequest, Decision, Right
+from ..core.model import AuthzRequest, Decision, Right, Verdict
 from ..core.resources import ResolvedResource, split_target
 from ..entra.rbac import RbacPolicy
 from ..sas.token import parse_sas
 from .audit import AuditLog
+from .key_use import KeyUse
+from .recent import RecentDenies
 from .runtime import Runtime
 
-__all__ = ["DecisionService", "JwtAuthorizer", "RuntimeSource"]
+__all__ = ["DecisionService", "JwtAuthorizer", "RuntimeSource", "dry_run_applies"]
 
 Clock = Callable[[], float]
 
@@ -77,8 +82,12 @@ class DecisionService:
         clock: Clock = time.time,
         jwt: JwtAuthorizer | None = None,
         ops_log: Any = None,
+        ids: Callable[[], str] | None = None,
     ) -> None:
         self._source = source
+        self._ids = ids or DecisionIds()
+        self.recent_denies = RecentDenies(clock=clock)
+        self.key_use = KeyUse()
         self._audit = audit
         self._metrics = metrics
         self._decisions = metrics.decisions.labels
@@ -87,13 +96,23 @@ class DecisionService:
         self._cache_hit = metrics.cache.labels("hit")
         self._cache_miss = metrics.cache.labels("miss")
         self._counters: IdentityMemo[Any] = IdentityMemo(_COUNTED_DECISIONS)  # by (gateway, id(decision))
-        # a SAS allow's content -> (the allow, its key-slot counter)
-        self._sas_allows: BoundedMemo[tuple[Any, ...], tuple[Decision, Any]] = BoundedMemo(_SAS_ALLOWS)
+        # a SAS allow's content -> (the allow, its key-slot counter, the rule slot its last use is noted under)
+        self._sas_allows: BoundedMemo[tuple[Any, ...], tuple[Decision, Any, Any]] = BoundedMemo(_SAS_ALLOWS)
         self._clock = clock
         self._jwt = jwt
         self._ops_log = ops_log
 
     async def decide(self, request: AuthzRequest) -> Decision:
+        """The decision alone of :meth:`verdict` (its body repeated: one coroutine fewer per call)."""
+        started = time.perf_counter()
+        context = _Context()
+        runtime, outcome = self._first_pass(request, context)
+        if isinstance(outcome, _PendingJwt):
+            outcome = await self._verify_jwt(outcome, context)
+        return self._finish(request, runtime, context, outcome, started)[0]
+
+    async def verdict(self, request: AuthzRequest) -> Verdict:
+        """The decision and this answer's decision id, with its audit line written and its metrics counted."""
         started = time.perf_counter()
         context = _Context()
         runtime, outcome = self._first_pass(request, context)
@@ -102,10 +121,15 @@ class DecisionService:
         return self._finish(request, runtime, context, outcome, started)
 
     def decide_now(self, request: AuthzRequest) -> Decision | None:
-        """The decision if it needs no waiting, as :meth:`decide` makes it; ``None`` (and nothing logged or counted)
+        """The decision alone of :meth:`verdict_now`."""
+        verdict = self.verdict_now(request)
+        return None if verdict is None else verdict[0]
+
+    def verdict_now(self, request: AuthzRequest) -> Verdict | None:
+        """The verdict if it needs no waiting, as :meth:`verdict` makes it; ``None`` (and nothing logged or counted)
         for a bearer token that is not cached yet, whose verification may have to fetch its issuer's keys.
 
-        For callers that cannot wait (see :mod:`gateway_authz.http.fastpath`): a ``None`` goes to :meth:`decide`.
+        For callers that cannot wait (see :mod:`gateway_authz.http.fastpath`): a ``None`` goes to :meth:`verdict`.
         """
         started = time.perf_counter()
         context = _Context()
@@ -139,15 +163,22 @@ class DecisionService:
 
     def _finish(
         self, request: AuthzRequest, runtime: Runtime | None, context: _Context, decision: Decision, started: float
-    ) -> Decision:
-        """Dry run, the audit line and the metrics: what every decision goes through once, however it was made."""
-        dry_run = not decision.allowed and runtime is not None and _dry_run(request, runtime, decision)
-        if dry_run:  # logged and counted as the deny it is (with the status it would have had); answered below
-            decision = dataclasses.replace(decision, dry_run=True)
+    ) -> Verdict:
+        """Dry run, the id, the audit line and the metrics: what every decision goes through once, however made."""
+        decision_id = self._ids()
+        if not decision.allowed:
+            dry_run = runtime is not None and dry_run_applies(request, runtime, decision)
+            if dry_run:  # logged and counted as the deny it is (with the status it would have had); answered below
+                decision = dataclasses.replace(decision, dry_run=True)
+            self.recent_denies.add(request, decision, decision_id)
+            elapsed = time.perf_counter() - started
+            self._audit.decision(request, decision, elapsed * 1000, decision_id)
+            self._count(request.gateway, decision, elapsed)
+            return (_dry_run_pass(decision, context) if dry_run else decision), decision_id
         elapsed = time.perf_counter() - started
-        self._audit.decision(request, decision, elapsed * 1000)
+        self._audit.decision(request, decision, elapsed * 1000, decision_id)
         self._count(request.gateway, decision, elapsed)
-        return _dry_run_pass(decision, context) if dry_run else decision
+        return decision, decision_id
 
     def _count(self, gateway: str, decision: Decision, elapsed: float) -> None:
         key = (gateway, id(decision))
@@ -261,9 +292,14 @@ class DecisionService:
                 strip_query=found.strip_query,
                 audit={"key_name": token.key_name, "key_slot": slot},
             )
-            known = self._sas_allows.put(content, (allow, self._key_slots(namespace, token.key_name, slot)))
-        decision, key_slot_uses = known
+            owner = entity if any(rule is verified.rule for rule in _entity_rules(resolved)) else ""
+            known = self._sas_allows.put(
+                content,
+                (allow, self._key_slots(namespace, token.key_name, slot), (namespace, owner, token.key_name, slot)),
+            )
+        decision, key_slot_uses, rule_slot = known
         key_slot_uses.inc()
+        self.key_use.used(rule_slot, self._clock())
         return decision, float(token.expiry)
 
 
@@ -277,6 +313,10 @@ class _PendingJwt(NamedTuple):
     rights: tuple[Right, ...]
     key: bytes
     request_key: bytes | None
+
+
+def _entity_rules(resolved: ResolvedResource) -> tuple[Any, ...]:
+    return resolved.entity.rules if resolved.entity is not None else ()
 
 
 def _deny(error: AuthzError, context: _Context) -> Decision:
@@ -310,7 +350,7 @@ def _dry_run_pass(decision: Decision, context: _Context) -> Decision:
     )
 
 
-def _dry_run(request: AuthzRequest, runtime: Runtime, decision: Decision) -> bool:
+def dry_run_applies(request: AuthzRequest, runtime: Runtime, decision: Decision) -> bool:
     """Whether this deny is to be answered as an allow: globally, for its namespace, or for its route."""
     if runtime.settings.dry_run or request.context.get("dry_run", "").lower() == "true":
         return True

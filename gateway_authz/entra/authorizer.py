@@ -19,9 +19,10 @@ from ..core.model import Decision, Right
 from ..core.resources import ResolvedResource
 from ..core.settings import Settings
 from .jwks import HttpJwksFetcher, JwksCache, JwksFetchError
+from .jwt import VerifiedJwt
 from .rbac import RbacGrant, RbacPolicy, permission_for
 
-__all__ = ["EntraAuthorizer"]
+__all__ = ["EntraAuthorizer", "arm_scope", "rbac_decision"]
 
 
 class _SessionFetcher:
@@ -82,72 +83,58 @@ class EntraAuthorizer:
     ) -> tuple[Decision, float]:
         """The decision on ``token`` (a 403 too: it is as stable as an allow) and when it stops holding: ``exp``."""
         verified = await self.keys.verify(token, now=now)
-        namespace, entity = resolved.namespace, resolved.entity
-        scope = _arm_scope(resolved)
-        audit = {"issuer": verified.issuer, "tenant": verified.tenant}
-        if verified.groups_overage:
-            audit["groups_overage"] = "true"  # the token named no groups: only direct assignments could match
-        entity_name = entity.name if entity is not None else ""
-        grant: RbacGrant | None = None
-        try:
-            for right in rights:
-                grant = rbac.authorize(
-                    verified.oid,
-                    verified.groups,
-                    scope,
-                    permission_for(right, entity.kind if entity is not None else None),
-                    groups_overage=verified.groups_overage,
-                )
-        except NotPermitted as error:  # as stable as an allow for this token: cached, to its expiry
-            grant = None
-            denial: NotPermitted | None = error
-        else:
-            denial = None
-        if denial is not None or grant is None:
-            deny = Decision.deny(
-                denial or NotPermitted("no_role_assignment"),
-                auth="jwt",
-                principal=verified.oid,
-                right=rights[0],
-                namespace=namespace.name,
-                entity=entity_name,
-                audit=audit | {"scope": scope},
+        return rbac_decision(verified, rbac, resolved, rights), verified.expires_at
+
+
+def rbac_decision(
+    verified: VerifiedJwt, rbac: RbacPolicy, resolved: ResolvedResource, rights: tuple[Right, ...]
+) -> Decision:
+    """The decision on a verified token: the role assignment that grants every right in ``rights``, or a 403.
+
+    Pure: the decision service (through :meth:`EntraAuthorizer.authorize`) and ``explain`` both decide with it.
+    """
+    namespace, entity = resolved.namespace, resolved.entity
+    scope = arm_scope(resolved)
+    audit = {"issuer": verified.issuer, "tenant": verified.tenant}
+    if verified.groups_overage:
+        audit["groups_overage"] = "true"  # the token named no groups: only direct assignments could match
+    entity_name = entity.name if entity is not None else ""
+    grant: RbacGrant | None = None
+    try:
+        for right in rights:
+            grant = rbac.authorize(
+                verified.oid,
+                verified.groups,
+                scope,
+                permission_for(right, entity.kind if entity is not None else None),
+                groups_overage=verified.groups_overage,
             )
-            return deny, verified.expires_at
-        allow = Decision.allow(
+    except NotPermitted as error:  # as stable as an allow for this token: cached, to its expiry
+        grant = None
+        denial: NotPermitted | None = error
+    else:
+        denial = None
+    if denial is not None or grant is None:
+        return Decision.deny(
+            denial or NotPermitted("no_role_assignment"),
             auth="jwt",
             principal=verified.oid,
             right=rights[0],
             namespace=namespace.name,
             entity=entity_name,
-            audit=audit | {"role": grant.role_name, "scope": grant.scope, "via": grant.via},
+            audit=audit | {"scope": scope},
         )
-        return allow, verified.expires_at
-
-    async def explain(
-        self, token: str, rbac: RbacPolicy, resolved: ResolvedResource, rights: tuple[Right, ...], now: float
-    ) -> tuple[str, ...]:
-        """For ``gateway-authz check``: each of the token's principal's assignments and whether it applies.
-
-        Raises like :meth:`authorize` when the token does not verify (then there is nothing to explain).
-        """
-        verified = await self.keys.verify(token, now=now)
-        scope = _arm_scope(resolved)
-        kind = resolved.entity.kind if resolved.entity is not None else None
-        lines: list[str] = []
-        for right in rights:
-            permission = permission_for(right, kind)
-            found = rbac.explain(verified.oid, verified.groups, scope, permission)
-            lines.extend(f"{permission.action}: {line}" if len(rights) > 1 else line for line in found)
-        if not lines:
-            groups = " or to any group in the token" if verified.groups else ""
-            lines.append(f"no role assignment is made to {verified.oid}{groups}")
-        if verified.groups_overage:
-            lines.append("groups overage: the token names no groups, so group assignments were not evaluated")
-        return tuple(lines)
+    return Decision.allow(
+        auth="jwt",
+        principal=verified.oid,
+        right=rights[0],
+        namespace=namespace.name,
+        entity=entity_name,
+        audit=audit | {"role": grant.role_name, "scope": grant.scope, "via": grant.via},
+    )
 
 
-def _arm_scope(resolved: ResolvedResource) -> str:
+def arm_scope(resolved: ResolvedResource) -> str:
     """The ARM id of the resource a request addresses: the entity's, or the namespace's when no entity matched."""
     namespace, entity = resolved.namespace, resolved.entity
     return namespace.entity_scope(entity) if entity is not None else namespace.scope

@@ -346,6 +346,15 @@ class JwksCache:
         store = self._stores.get(issuer.issuer)
         return None if store is None else await store.keys_for(kid)
 
+    def current_keys(self, issuer: Issuer) -> KeySet | None:
+        """The issuer's key set as it is now, never fetched: for an explanation, which must change nothing."""
+        store = self._stores.get(issuer.issuer)
+        return None if store is None else store.keyset
+
+    @property
+    def leeway_seconds(self) -> int:
+        return self._identity.leeway_seconds
+
     async def verify(self, credential: str, *, now: float) -> VerifiedJwt:
         """Verify ``Bearer <jwt>`` or a bare JWT at wall-clock ``now``; raises the errors of :mod:`.jwt`."""
         pending = precheck_jwt(bearer_token(credential), self._registry, now=now, leeway=self._identity.leeway_seconds)

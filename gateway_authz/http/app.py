@@ -23,12 +23,13 @@ from ..adapters._headers import RequestHead
 from ..config.reload import ConfigHolder, Loader
 from ..core.appkeys import FAST_PATH, HOLDER, JWT, METRICS, SERVICE
 from ..core.metrics import Metrics
-from ..core.model import AuthzRequest, Decision
+from ..core.model import AuthzRequest, Verdict
 from ..core.settings import Settings
 from ..decision.audit import AuditLog, Sink, make_ops_logger
 from ..decision.service import DecisionService
 from ..entra.authorizer import EntraAuthorizer
 from . import fastpath
+from .admin_views import add_operator_views
 
 __all__ = [
     "Adapter",
@@ -49,19 +50,21 @@ _ENVOY_ROUTE = envoy_http.PATH_PREFIX + "{tail:(/.*)?}"
 _PLAIN_ROUTES: dict[str, Adapter] = {"/auth": nginx.to_authz_request, "/forward-auth": forward_auth.to_authz_request}
 
 
-def http_response(decision: Decision, request: web.BaseRequest, *, prepared: bool = True) -> web.StreamResponse:
+def http_response(verdict: Verdict, request: web.BaseRequest, *, prepared: bool = True) -> web.StreamResponse:
     """The answer for the HTTP gateways: exactly 200 to allow (Envoy treats any other 2xx as a denial).
 
     With ``prepared`` (the fast path is on) an answer whose framing allows it is a :class:`~.fastpath.PreparedAnswer`.
     """
+    decision, decision_id = verdict
     answer = wire_answer(decision)
-    if (
-        prepared
-        and answer.head is not None
-        and fastpath.preparable(request.version, request.keep_alive, request.method)
-    ):
-        return fastpath.PreparedAnswer(answer)
-    return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
+    framing_allows = fastpath.preparable(request.version, request.keep_alive, request.method)
+    if prepared and answer.head is not None and framing_allows:
+        return fastpath.PreparedAnswer(answer, decision_id)
+    return web.Response(
+        status=answer.status,
+        body=answer.body(decision_id) or None,
+        headers=CIMultiDict(answer.all_headers(decision_id)),
+    )
 
 
 def _default_loader(path: str) -> Settings:
@@ -132,7 +135,7 @@ def decision_handler(adapter: Adapter) -> Callable[[web.Request], Awaitable[web.
 
     async def handle(request: web.Request) -> web.StreamResponse:
         app = request.app
-        return http_response(await app[SERVICE].decide(adapter(request)), request, prepared=app[FAST_PATH])
+        return http_response(await app[SERVICE].verdict(adapter(request)), request, prepared=app[FAST_PATH])
 
     return handle
 
@@ -164,7 +167,7 @@ def fast_decision_handler(app: web.Application, fallback: Handler) -> Handler:
         if not request.headers.get("Expect"):
             adapter = decision_adapter(request.rel_url.path_safe)
             if adapter is not None:
-                return http_response(await service.decide(adapter(request)), request, prepared=prepared)
+                return http_response(await service.verdict(adapter(request)), request, prepared=prepared)
         return await fallback(request)
 
     return handle
@@ -193,7 +196,8 @@ async def _watch_config(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_admin_app(decision_app: web.Application) -> web.Application:
-    """``/healthz``, ``/readyz`` and ``/metrics`` for the service inside ``decision_app``."""
+    """``/healthz``, ``/readyz``, ``/metrics`` and the operator views (``/``, ``/status.json``, ``POST /explain``)
+    for the service inside ``decision_app``."""
     admin = web.Application()
     holder = decision_app[HOLDER]
     metrics = decision_app[METRICS]
@@ -243,4 +247,5 @@ def create_admin_app(decision_app: web.Application) -> web.Application:
     admin.router.add_get("/healthz", healthz)
     admin.router.add_get("/readyz", readyz)
     admin.router.add_get("/metrics", metrics_handler)
+    add_operator_views(admin, decision_app)
     return admin

@@ -46,7 +46,7 @@ from multidict import CIMultiDictProxy
 from ..adapters._answer import Wire, wire_answer
 from ..adapters._headers import RequestHead
 from ..core.appkeys import SERVICE
-from ..core.model import AuthzRequest, Decision
+from ..core.model import AuthzRequest, Verdict
 from ..decision.service import DecisionService
 
 __all__ = [
@@ -128,11 +128,12 @@ def choose(requested: bool | None, environ: Mapping[str, str] = os.environ) -> t
 class PreparedAnswer(web.StreamResponse):
     """A response that writes its prepared bytes on ``prepare``: only for HTTP/1.1 keep-alive, not ``HEAD``."""
 
-    def __init__(self, wire: Wire) -> None:
+    def __init__(self, wire: Wire, decision_id: str) -> None:
         if wire.head is None:
             raise ValueError("an answer with a header aiohttp refuses to write is never prepared")
         super().__init__(status=wire.status)
         self.wire = wire  # what it writes; its own ``headers`` stay empty (they are in the bytes)
+        self.decision_id = decision_id
 
     async def prepare(self, request: web.BaseRequest) -> None:
         if self._eof_sent:
@@ -140,8 +141,9 @@ class PreparedAnswer(web.StreamResponse):
         wire = self.wire
         self._keep_alive = True
         self._eof_sent = True  # what aiohttp's own write_eof() checks first: there is nothing left to send
-        self._body_length = len(wire.body)
-        await request.writer.write_eof(wire.dated())
+        answer = wire.dated(self.decision_id)
+        self._body_length = len(wire.body(self.decision_id))
+        await request.writer.write_eof(answer)
 
 
 def preparable(version: HttpVersion, keep_alive: bool, method: str) -> bool:
@@ -149,11 +151,12 @@ def preparable(version: HttpVersion, keep_alive: bool, method: str) -> bool:
     return version == HttpVersion11 and keep_alive and method != "HEAD"
 
 
-def answer_bytes(decision: Decision) -> bytes | None:
+def answer_bytes(verdict: Verdict) -> bytes | None:
     """The whole answer to a :func:`preparable` request, as :class:`PreparedAnswer` writes it; ``None`` when a
     header holds a byte aiohttp refuses to write."""
+    decision, decision_id = verdict
     answer = wire_answer(decision)
-    return None if answer.head is None else answer.dated()
+    return None if answer.head is None else answer.dated(decision_id)
 
 
 class DecisionRunner(web.AppRunner):
@@ -288,10 +291,10 @@ class _InlineProtocol(RequestHandler):
         adapter = self._adapter_for(message.url.path_safe)
         if adapter is None:
             return None
-        decision = self._service.decide_now(adapter(_Head(message.method, message.path, message.headers)))
-        if decision is None:
+        verdict = self._service.verdict_now(adapter(_Head(message.method, message.path, message.headers)))
+        if verdict is None:
             return None
-        answer = answer_bytes(decision)
+        answer = answer_bytes(verdict)
         if answer is None:  # a header aiohttp refuses to write: its handler path drops the connection, as this does
             raise ValueError("an answer header holds a control character")
         return answer

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core.buildinfo import build_info
+from ..core.build_info import build_info
 
 __all__ = ["ListenError", "listen", "start_event", "stop_event"]
 

@@ -40,7 +40,7 @@ from gateway_authz.adapters.envoy_grpc import (
 )
 from gateway_authz.core.appkeys import SERVICE
 from gateway_authz.core.errors import CannotVerify, InvalidCredential, NotPermitted
-from gateway_authz.core.model import AuthzRequest, Decision, Right
+from gateway_authz.core.model import AuthzRequest, Decision, Right, Verdict
 
 DATA = Path(__file__).parent / "data" / "check_requests"
 SAS = (
@@ -79,6 +79,9 @@ DENY_403 = Decision.deny(NotPermitted("token_scope"))
 DENY_503 = Decision.deny(CannotVerify("jwks_unavailable"))
 
 
+FAKE_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+
 class FakeDecider:
     """Stands in for DecisionService: records each request and answers with ``answer(request)``."""
 
@@ -86,11 +89,11 @@ class FakeDecider:
         self.requests: list[AuthzRequest] = []
         self._answer = answer
 
-    async def decide(self, request: AuthzRequest) -> Decision:
+    async def verdict(self, request: AuthzRequest) -> Verdict:
         self.requests.append(request)
         if isinstance(self._answer, Decision):
-            return self._answer
-        return await self._answer(request)
+            return self._answer, FAKE_ID
+        return await self._answer(request), FAKE_ID
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -270,13 +273,14 @@ def _headers(options: Any) -> dict[str, str]:
 
 def test_allow_sets_all_three_authz_headers_by_overwrite() -> None:
     """Allow is status OK with x-authz-auth/principal/right, overwrite semantics and ``append`` left unset."""
-    response = decision_to_check_response(ALLOW)
+    response = decision_to_check_response(ALLOW, FAKE_ID)
     assert response.status.code == code_pb2.OK
     assert response.WhichOneof("http_response") == "ok_response"
     assert _headers(response.ok_response.headers) == {
         "x-authz-auth": "sas",
         "x-authz-principal": "RootManageSharedAccessKey",
         "x-authz-right": "Send",
+        "x-authz-decision-id": FAKE_ID,
     }
     for option in response.ok_response.headers:
         assert not option.HasField("append")
@@ -286,8 +290,20 @@ def test_allow_sets_all_three_authz_headers_by_overwrite() -> None:
 
 def test_anonymous_allow_still_overwrites_the_principal() -> None:
     """An anonymous allow sends an empty ``x-authz-principal`` (kept), so a client-sent one never survives."""
-    headers = _headers(decision_to_check_response(ANONYMOUS).ok_response.headers)
-    assert headers == {"x-authz-auth": "anonymous", "x-authz-principal": "", "x-authz-right": "Send"}
+    headers = _headers(decision_to_check_response(ANONYMOUS, FAKE_ID).ok_response.headers)
+    assert headers == {
+        "x-authz-auth": "anonymous",
+        "x-authz-principal": "",
+        "x-authz-right": "Send",
+        "x-authz-decision-id": FAKE_ID,
+    }
+
+
+def test_each_allow_carries_its_own_decision_id_to_the_upstream() -> None:
+    """Two answers of one (cached) allow: the shared template is copied, each copy with its own id."""
+    first = _headers(decision_to_check_response(ALLOW, "id-1").ok_response.headers)
+    second = _headers(decision_to_check_response(ALLOW, "id-2").ok_response.headers)
+    assert (first["x-authz-decision-id"], second["x-authz-decision-id"]) == ("id-1", "id-2")
 
 
 def test_allow_removes_the_used_credential_header_and_token_parameter() -> None:
@@ -300,16 +316,22 @@ def test_allow_removes_the_used_credential_header_and_token_parameter() -> None:
 
 def test_deny_401_is_unauthenticated_with_challenge_and_json_body() -> None:
     """401: UNAUTHENTICATED and a denied_response with WWW-Authenticate, content-type and the reason."""
-    response = decision_to_check_response(DENY_401)
+    response = decision_to_check_response(DENY_401, FAKE_ID)
     assert response.status.code == code_pb2.UNAUTHENTICATED
     denied = response.denied_response
     assert denied.status.code == 401
+    assert json.loads(denied.body)["decision_id"] == FAKE_ID
     assert _headers(denied.headers) == {
+        "x-authz-decision-id": FAKE_ID,
         "www-authenticate": WWW_AUTHENTICATE,
         "content-type": "application/json",
         "x-authz-reason": "bad_signature",
     }
-    assert json.loads(denied.body) == {"error": "a valid credential is required", "reason": "bad_signature"}
+    assert json.loads(denied.body) == {
+        "error": "a valid credential is required",
+        "reason": "bad_signature",
+        "decision_id": FAKE_ID,
+    }
 
 
 def test_deny_body_never_echoes_the_token() -> None:

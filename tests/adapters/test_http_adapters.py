@@ -93,7 +93,8 @@ async def assert_deny(response: Any, status: int, reason: str, *secrets: str) ->
     assert response.headers["content-type"].startswith("application/json")
     text = await response.text()
     body: dict[str, Any] = json.loads(text)
-    assert set(body) == {"error", "reason"} and body["reason"] == reason
+    assert set(body) == {"error", "reason", "decision_id"} and body["reason"] == reason
+    assert body["decision_id"] == response.headers["x-authz-decision-id"]
     assert ("WWW-Authenticate" in response.headers) is (status == 401)
     if status == 401:
         assert response.headers["WWW-Authenticate"] == WWW_AUTHENTICATE

@@ -177,3 +177,18 @@ def test_each_app_has_its_own_registry() -> None:
     first.metrics.decisions.labels("allow", "allowed", "envoy-http", "sas", "false").inc()
     assert first.metrics.registry is not second.metrics.registry
     assert _value(_parse(second.metrics.render().decode()), "gateway_authz_decisions_total") == 0
+
+
+def test_build_info_and_the_process_and_platform_collectors_are_exported() -> None:
+    """Contract §10: ``gateway_authz_build_info{version,python,aiohttp} 1`` beside process and platform metrics."""
+    import platform as _platform
+
+    import aiohttp as _aiohttp
+
+    from gateway_authz.core.metrics import Metrics as _Metrics
+
+    text = _Metrics().render().decode()
+    line = next(line for line in text.splitlines() if line.startswith("gateway_authz_build_info{"))
+    assert f'python="{_platform.python_version()}"' in line and f'aiohttp="{_aiohttp.__version__}"' in line
+    assert 'version="' in line and line.endswith(" 1.0")
+    assert "python_info{" in text and "process_cpu_seconds_total" in text

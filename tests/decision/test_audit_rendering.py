@@ -64,7 +64,12 @@ REQUESTS = {
     "tab-in-request-id": AuthzRequest("envoy-http", "GET", "h", "/x", {}, request_id="r\t1"),
     "del-in-host": AuthzRequest("nginx", "GET", "h\x7f", "/x", {}),
     "space-in-method": AuthzRequest("nginx", "GET X", "h", "/x y", {}),
+    "traceparent": AuthzRequest(
+        "envoy-http", "GET", "h", "/x", {"traceparent": ("00-" + "a" * 32 + "-" + "b" * 16 + "-01",)}, request_id="r"
+    ),
+    "bad-traceparent": AuthzRequest("envoy-http", "GET", "h", "/x", {"traceparent": ("00-xyz-01",)}),
 }
+DECISION_ID = "01a23af1-a4df-7000-997b-8f521cf221bb"
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +80,8 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 def _plain_line(request: AuthzRequest, decision: Decision, latency_ms: float) -> bytes:
     lines: list[bytes] = []
     log = AuditLog(lines.append)
-    log._line(request, decision, audit_module.redact_target(request.target), latency_ms)
+    path = audit_module.redact_target(request.target)
+    log._line(request, decision, path, latency_ms, DECISION_ID, audit_module._trace(request))
     return lines[0]
 
 
@@ -87,7 +93,7 @@ def test_recurring_decision_lines_equal_the_processor_lines(decision_name: str) 
     log = AuditLog(lines.append)
     calls = list(itertools.product(REQUESTS.values(), (0.0, 0.1234, 12.5)))
     for request, latency in calls * 2:
-        log.decision(request, decision, latency)
+        log.decision(request, decision, latency, DECISION_ID)
     assert lines == [_plain_line(request, decision, latency) for request, latency in calls * 2]
     renderable = decision_name in ("sas-allow", "jwt-allow", "sas-403", "401-no-audit")
     assert (log._parts(decision)[0] is not None) is renderable  # the shortcut was (or was not) taken
@@ -116,6 +122,6 @@ def test_decisions_that_differ_in_what_the_line_shows_never_share_parts() -> Non
     log = AuditLog(lines.append)
     request = REQUESTS["plain"]
     for decision in variants * 3:
-        log.decision(request, decision, 1.0)
+        log.decision(request, decision, 1.0, DECISION_ID)
     assert lines == [_plain_line(request, decision, 1.0) for decision in variants * 3]
     assert len(set(lines[: len(variants)])) == len(variants)

@@ -424,7 +424,7 @@ def http_request(world: w.World, gateway: str, method: str, path: str, headers: 
         assert "www-authenticate" in answer_headers
     if status != 200:
         fields = json.loads(body)
-        assert set(fields) == {"error", "reason"} and fields["reason"] == decision.reason
+        assert set(fields) == {"error", "reason", "decision_id"} and fields["reason"] == decision.reason
     # serve's router-less handler must answer exactly as the routed application (the reference read from its routes)
     path = mocked.rel_url.path_safe
     routed = _ROUTES.get(path) or (envoy_http if re.fullmatch(r"/ext_authz(/.*)?", path, re.DOTALL) else None)
@@ -437,11 +437,19 @@ def http_request(world: w.World, gateway: str, method: str, path: str, headers: 
 
 
 def _answer_of(response: web.StreamResponse) -> tuple[int, CIMultiDict[str], bytes]:
-    """Status, headers and body of an answer, whether prepared bytes or an aiohttp ``web.Response``."""
+    """Status, headers and body of an answer, whether prepared bytes or an aiohttp ``web.Response``, with its
+    decision id (which differs per answer) written ``<id>``."""
     if isinstance(response, PreparedAnswer):
-        return response.wire.status, CIMultiDict(response.wire.headers), response.wire.body
+        wire = response.wire
+        return wire.status, CIMultiDict(wire.all_headers("<id>")), wire.body("<id>")
     assert isinstance(response, web.Response)
-    return response.status, CIMultiDict(response.headers), bytes(response.body or b"")  # type: ignore[arg-type]
+    headers = CIMultiDict(response.headers)
+    decision_id = headers.get("x-authz-decision-id", "")
+    body = bytes(response.body or b"")  # type: ignore[arg-type]
+    if decision_id:
+        headers["x-authz-decision-id"] = "<id>"
+        body = body.replace(decision_id.encode(), b"<id>")
+    return response.status, headers, body
 
 
 _ROUTES = {"/auth": nginx, "/forward-auth": forward_auth}

@@ -89,4 +89,7 @@ async def test_the_public_path_answers_through_plain_responses(aiohttp_client: A
         "sas",
         "RootManageSharedAccessKey",
     )
-    assert set(json.loads(await denied.text())) == {"error", "reason"}
+    body = json.loads(await denied.text())
+    assert (
+        set(body) == {"error", "reason", "decision_id"} and body["decision_id"] == denied.headers["x-authz-decision-id"]
+    )

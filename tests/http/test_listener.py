@@ -40,6 +40,7 @@ TOKEN = mint("/orders")
 FORGED = forge(TOKEN)
 LISTEN_TOKEN = mint("/orders", ORDERS_LISTEN, ORDERS_LISTEN_KEY)
 _DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
+_DECISION_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _BOUND = 5.0  # seconds: the longest any single wait in these tests may take
 
 
@@ -201,7 +202,7 @@ async def _connect(port: int) -> AsyncIterator[Connection]:
 
 
 def _comparable(answer: bytes) -> bytes:
-    return _DATE.sub(b"\r\nDate: -\r\n", answer)
+    return _DECISION_ID.sub(b"<id>", _DATE.sub(b"\r\nDate: -\r\n", answer))
 
 
 def _status(answer: bytes) -> int:
@@ -417,10 +418,11 @@ async def test_a_check_arriving_before_aiohttps_task_takes_its_request_waits_its
 class _InjectingService:
     """A decision service whose allow names a principal with CR/LF in it (a header injection)."""
 
-    def decide_now(self, _request: AuthzRequest) -> Decision:
-        return Decision.allow(
+    def verdict_now(self, _request: AuthzRequest) -> tuple[Decision, str]:
+        decision = Decision.allow(
             auth="jwt", principal="evil\r\nx-authz-right: Manage", right=Right.SEND, namespace="c", entity=""
         )
+        return decision, "01890f4e-0000-7000-8000-000000000000"
 
 
 async def test_an_answer_header_with_cr_lf_is_never_written_inline_and_the_connection_drops() -> None:

@@ -42,18 +42,23 @@ DECISIONS: dict[str, Decision] = {
 INJECTION = Decision.allow(
     auth="jwt", principal="evil\r\nx-authz-right: Manage", right=Right.SEND, namespace="c", entity=""
 )
+DECISION_ID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 _DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
 
 
 def _plain(decision: Decision) -> web.Response:
     """What aiohttp writes for the same answer with none of the preparing."""
     answer = _answer.wire_answer(decision)
-    return web.Response(status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers))
+    return web.Response(
+        status=answer.status,
+        body=answer.body(DECISION_ID) or None,
+        headers=CIMultiDict(answer.all_headers(DECISION_ID)),
+    )
 
 
 async def _server(aiohttp_server: Any, decision: Decision, seen: list[type]) -> Any:
     async def prepared(request: web.Request) -> web.StreamResponse:
-        response = answers.http_response(decision, request)
+        response = answers.http_response((decision, DECISION_ID), request)
         seen.append(type(response))
         return response
 

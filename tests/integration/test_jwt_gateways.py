@@ -687,7 +687,7 @@ def test_cli_check_explains_jwt_decisions(idp: Idp, jwt_config: JwtSetup, jwt_se
     assert (report["decision"], report["auth"], report["principal"]) == ("allow", "jwt", MEMBER)
     assert (report["role"], report["scope"], report["via"]) == (_SENDER_ROLE, INVOICES, "group")
     assert report["issuer"] == idp.info["issuer_v2"] and report["tenant"] == idp.tenant
-    assert any("grants" in line and GROUP in line for line in report["assignments"]), report
+    assert any("grants" in line and GROUP in line for line in _assignment_lines(report)), report
 
     deny = idp.mint(version="1.0", oid=SENDER)
     code, report, output = _cli_check(
@@ -696,7 +696,7 @@ def test_cli_check_explains_jwt_decisions(idp: Idp, jwt_config: JwtSetup, jwt_se
     assert code == 1, output
     assert (report["decision"], report["status"], report["reason"]) == ("deny", 403, "no_role_assignment")
     assert report["issuer"] == idp.info["issuer_v1"]
-    assert any("does not grant" in line and "listen/action" in line for line in report["assignments"]), report
+    assert any("does not grant" in line and "listen/action" in line for line in _assignment_lines(report)), report
     for token in (allow, deny):
         assert token not in output and token.split(".")[2] not in output
 
@@ -725,3 +725,8 @@ def _whole_module_log_checks(idp: Idp, sent_request_ids: list[str], authz_servic
         problems.append(f"tokens in the service's logs: {leaked}")
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+def _assignment_lines(report: dict[str, Any]) -> list[str]:
+    """The role assignment steps of a ``check`` report's trace."""
+    return [step["detail"] for step in report["trace"] if step["step"] == "role assignment"]

@@ -18,7 +18,7 @@ import pytest
 from gateway_authz.cli.main import _parser
 from gateway_authz.cli.serve import serve_options
 from gateway_authz.config.default import default_config
-from gateway_authz.core.buildinfo import package_version
+from gateway_authz.core.build_info import package_version
 
 from .test_manifests import REPO, SERVE_ARGS
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gateway_authz import gateways
-from gateway_authz.core.buildinfo import package_version
+from gateway_authz.core.build_info import package_version
 
 from .test_manifests import K8S, OVERLAYS, PROMETHEUS_OPERATOR, Doc, build
 

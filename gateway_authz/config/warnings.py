@@ -1,0 +1,143 @@
+"""Config traps: a configuration that loads but probably does not do what its author meant.
+
+Warnings, not errors (``config validate --strict`` makes them fail): a role assignment whose scope names no
+configured namespace or entity and lies above none (it can never match; a did-you-mean names the nearest
+configured scope), a host claimed by two namespaces, a key that is not 32 random bytes in base64 as Azure issues
+them (users may choose other keys), and an entity rule with the keyName of a namespace rule (the entity's is
+tried first; an identical one is a duplicate). Unknown role names are errors already (the loader refuses them).
+
+Locations follow the configuration's own order (``namespaces[0].hybridConnections[1].authorizationRules[0]``).
+A warning never holds a key: only names, locations and lengths.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.settings import AuthorizationRule, Entity, Namespace, Settings
+from ..entra.rbac import scope_covers
+
+__all__ = ["ConfigWarning", "config_warnings", "log_warnings"]
+
+_AZURE_KEY_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigWarning:
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+def config_warnings(settings: Settings) -> list[ConfigWarning]:
+    """Every trap found in ``settings``, in the order of the configuration."""
+    found: list[ConfigWarning] = []
+    found += _hosts(settings.namespaces)
+    for i, namespace in enumerate(settings.namespaces):
+        found += _namespace(f"namespaces[{i}]", namespace)
+    found += _scopes(settings)
+    return found
+
+
+def log_warnings(ops_log: Any, settings: Settings) -> None:
+    """Each warning as one ``config.warning`` event on the operations log (at start and on each reload)."""
+    if ops_log is None:
+        return
+    for warning in config_warnings(settings):
+        ops_log.warning("config.warning", location=warning.location, message=warning.message)
+
+
+def _hosts(namespaces: Iterable[Namespace]) -> list[ConfigWarning]:
+    owner: dict[str, str] = {}
+    found = []
+    for i, namespace in enumerate(namespaces):
+        for j, host in enumerate(namespace.hosts):
+            first = owner.setdefault(host.lower(), namespace.name)
+            if first != namespace.name:
+                found.append(
+                    ConfigWarning(f"namespaces[{i}].hosts[{j}]", f"host {host} is also claimed by namespace {first}")
+                )
+    return found
+
+
+def _entity_locations(location: str, namespace: Namespace) -> list[tuple[str, Entity]]:
+    counts: dict[str, int] = {}
+    located = []
+    for entity in namespace.entities:
+        index = counts.get(entity.kind.value, 0)
+        counts[entity.kind.value] = index + 1
+        located.append((f"{location}.{entity.kind.value}[{index}]", entity))
+    return located
+
+
+def _namespace(location: str, namespace: Namespace) -> list[ConfigWarning]:
+    found = _keys(location, namespace.rules)
+    by_name = {rule.key_name: rule for rule in namespace.rules}
+    for entity_location, entity in _entity_locations(location, namespace):
+        found += _keys(entity_location, entity.rules)
+        for k, rule in enumerate(entity.rules):
+            twin = by_name.get(rule.key_name)
+            if twin is None:
+                continue
+            same = (twin.primary_key, twin.secondary_key, twin.rights) == (
+                rule.primary_key,
+                rule.secondary_key,
+                rule.rights,
+            )
+            message = (
+                f"duplicates the namespace rule {rule.key_name} (same keys and rights); remove one"
+                if same
+                else f"has the keyName of a namespace rule; tokens for {entity.name} named {rule.key_name} are "
+                "checked against this entity rule's keys first"
+            )
+            found.append(ConfigWarning(f"{entity_location}.authorizationRules[{k}]", message))
+    return found
+
+
+def _keys(location: str, rules: Iterable[AuthorizationRule]) -> list[ConfigWarning]:
+    found = []
+    for k, rule in enumerate(rules):
+        for slot, key in (("primaryKey", rule.primary_key), ("secondaryKey", rule.secondary_key)):
+            if key and not _azure_shaped(key):
+                found.append(
+                    ConfigWarning(
+                        f"{location}.authorizationRules[{k}].{slot}",
+                        f"is not a 32-byte base64 key like the keys Azure issues ({len(key)} characters); "
+                        "'gateway-authz keys generate' makes one",
+                    )
+                )
+    return found
+
+
+def _azure_shaped(key: str) -> bool:
+    try:
+        return len(key) == 44 and len(base64.b64decode(key, validate=True)) == _AZURE_KEY_BYTES
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _scopes(settings: Settings) -> list[ConfigWarning]:
+    configured = [namespace.scope for namespace in settings.namespaces]
+    configured += [ns.entity_scope(entity) for ns in settings.namespaces for entity in ns.entities]
+    folded = {scope.lower().rstrip("/"): scope for scope in configured}
+    found = []
+    for i, assignment in enumerate(settings.role_assignments):
+        scope = assignment.scope
+        if any(scope_covers(scope, resource) for resource in configured):
+            continue
+        near = difflib.get_close_matches(scope.lower().rstrip("/"), list(folded), n=1, cutoff=0.6)
+        hint = f"; did you mean {folded[near[0]]}?" if near else ""
+        found.append(
+            ConfigWarning(
+                f"roleAssignments[{i}].scope",
+                f"{scope} names no configured namespace or entity and lies above none, so it never matches{hint}",
+            )
+        )
+    return found
