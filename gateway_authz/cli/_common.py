@@ -6,7 +6,6 @@ import argparse
 import difflib
 import re
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 __all__ = ["HelpfulParser", "Usage", "add_config_option", "config_path", "default_config", "fill_missing_help"]
@@ -19,12 +18,10 @@ class Usage(Exception):
 
 
 def default_config() -> str:
-    """The shipped ``config/gateway-authz.yaml``, next to the package in a checkout, else in the working directory."""
-    for base in (Path(__file__).resolve().parent.parent, Path.cwd()):
-        candidate = base / "config" / "gateway-authz.yaml"
-        if candidate.is_file():
-            return str(candidate)
-    return "config/gateway-authz.yaml"
+    """The default configuration shipped inside the package (``config/gateway-authz.yaml`` links to it)."""
+    from ..config.default import default_config as packaged
+
+    return packaged()
 
 
 def add_config_option(parser: argparse.ArgumentParser, *, default_note: str = "", positional: bool = False) -> None:

@@ -7,17 +7,19 @@ only wires them. Help texts are plain text (they are printed as they are written
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
 import sys
 import time
 from collections.abc import Sequence
 
+from ..core.build_info import package_version
 from ..core.errors import ConfigError
 from ..core.settings import Entity, Namespace
 from . import check, decision_tests, validate
-from ._common import HelpfulParser, fill_missing_help
+from ._common import HelpfulParser, default_config, fill_missing_help
 from ._common import Usage as _Usage
-from ._common import default_config as _default_config
+from .demo import add_demo_parser, demo
+from .serve import StartFailure, add_serve_parser, serve
 
 __all__ = ["main"]
 
@@ -31,23 +33,11 @@ _DESCRIPTION = (
 
 def _parser() -> argparse.ArgumentParser:
     parser = HelpfulParser(prog="gateway-authz", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"gateway-authz {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the decision, admin and (optionally) gRPC listeners")
-    serve.add_argument("--config", default=None, help="config file (default: the shipped config/)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--admin-port", type=int, default=8081)
-    serve.add_argument("--grpc-port", type=int, default=None, help="serve Envoy gRPC ext_authz on this port")
-    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
-    serve.add_argument(
-        "--keepalive-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="close a connection that has not sent a complete request head this long after it opened or after its "
-        "last answer (bounds slow-loris clients; keep it above the gateway's upstream idle timeout; default 75)",
-    )
+    add_serve_parser(commands)
+    add_demo_parser(commands)
 
     config = commands.add_parser(
         "config", help="validate or create a configuration", description="Validate or create a configuration."
@@ -106,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run is not None:  # a command registered by its own module
             return int(run(args))
         if args.command == "serve":
-            return _serve(args)
+            return serve(args, os.environ, default_config)
+        if args.command == "demo":
+            return demo(args)
         if args.command == "config":
             return _config(args)
         if args.command == "token":
@@ -119,24 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Usage as exc:
         print(f"gateway-authz: {exc}", file=sys.stderr)
         return 2
+    except StartFailure as exc:  # one line naming the cause, e.g. "cannot listen on 127.0.0.1:8080: address in use"
+        print(exc, file=sys.stderr)
+        return 2
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config: {problem}", file=sys.stderr)
         return 2
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from ..config.loader import load_settings
-    from ..http.server import ServeOptions, run
-
-    path = args.config or _default_config()
-    settings = load_settings(path)  # a bad config stops start-up here, naming the exact key
-    options = ServeOptions(path, args.host, args.port, args.admin_port, args.grpc_port, max(1, args.workers))
-    if args.keepalive_timeout is not None:
-        if not args.keepalive_timeout > 0:
-            raise _Usage("--keepalive-timeout must be a positive number of seconds")
-        options = dataclasses.replace(options, keepalive_timeout=args.keepalive_timeout)
-    return run(settings, options)
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -194,7 +194,13 @@ def _rule(
     secondary_ok = raw.get("secondaryKey") is None or secondary is not None
     if key_name is None or primary is None or rights is None or not secondary_ok:
         return None
-    return AuthorizationRule(key_name=key_name, primary_key=primary, secondary_key=secondary, rights=rights)
+    return AuthorizationRule(
+        key_name=key_name,
+        primary_key=primary,
+        secondary_key=secondary or None,
+        rights=rights,
+        unavailable=secrets.missing_under(location),
+    )
 
 
 def _rights(reader: Reader, value: object, location: str) -> frozenset[Right] | None:

@@ -4,6 +4,13 @@ Keys are resolved once, at load, so a missing variable or an unreadable file sto
 instead of failing requests later. Every resolved value is remembered (with its location) so that the config
 fingerprint changes when a secret file does. No message here ever contains a key: only locations, variable
 names and paths.
+
+With ``allow_missing`` (what ``serve`` uses), key material that is merely not there *yet* does not stop the
+load: a ``{file:}`` that is absent or empty, or an ``{env:}`` variable that is set but empty (an empty
+Kubernetes Secret, a Secret not created yet). The key becomes ``""`` and its reference is listed in
+``missing``, so the service starts unready, answers the decisions that need it with 503, and, since the
+reference takes part in the fingerprint, reloads by itself once the key appears. Anything else (an unreadable
+file, a key with whitespace, an unset variable) is still a config error.
 """
 
 from __future__ import annotations
@@ -22,14 +29,27 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+class _Missing(Exception):
+    """Key material not there yet; the message names the reference (never a key)."""
+
+
 class Secrets:
     """Resolves keys against an environment and a base directory, remembering each for the fingerprint."""
 
-    def __init__(self, reader: Reader, environ: Mapping[str, str], base_dir: Path) -> None:
+    def __init__(
+        self, reader: Reader, environ: Mapping[str, str], base_dir: Path, *, allow_missing: bool = False
+    ) -> None:
         self._reader = reader
         self._environ = environ
         self._base_dir = base_dir
+        self._allow_missing = allow_missing
         self.resolved: list[tuple[str, str]] = []
+        self.missing: dict[str, str] = {}  # location -> "location: what is missing"
+
+    def missing_under(self, location: str) -> tuple[str, ...]:
+        """The missing key references at or below ``location`` (a rule's location: both its keys)."""
+        inside = location + "."
+        return tuple(why for where, why in self.missing.items() if where == location or where.startswith(inside))
 
     def key(self, value: object, location: str) -> str | None:
         """The key at ``location``; ``None`` (after recording why) when it cannot be had or is unusable.
@@ -41,7 +61,12 @@ class Secrets:
         if isinstance(value, str):
             resolved: str | None = value
         elif isinstance(value, dict):
-            resolved = self._reference(value, location)
+            try:
+                resolved = self._reference(value, location)
+            except _Missing as missing:
+                self.missing[location] = f"{location}: {missing}"
+                self.resolved.append((location, f"\x00missing: {missing}"))  # the key's arrival changes the fingerprint
+                return ""
         else:
             self._reader.add(location, "must be a key string, {env: NAME} or {file: PATH}")
             return None
@@ -68,6 +93,8 @@ class Secrets:
         if text is None:
             self._reader.add(location, f"environment variable {name} is not set")
             return None
+        if not text and self._allow_missing:
+            raise _Missing(f"environment variable {name} is empty")
         return text
 
     def _from_file(self, name: object, location: str) -> str | None:
@@ -83,6 +110,11 @@ class Secrets:
         try:
             with path.open("rb") as handle:
                 data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        except FileNotFoundError:
+            if self._allow_missing:
+                raise _Missing(f"secret file {name} is missing") from None
+            self._reader.add(location, f"cannot read secret file {name}: No such file or directory")
+            return None
         except OSError as exc:
             self._reader.add(location, f"cannot read secret file {name}: {exc.strerror or type(exc).__name__}")
             return None
@@ -94,9 +126,10 @@ class Secrets:
         except UnicodeDecodeError:
             self._reader.add(location, f"secret file {name} is not UTF-8 text")
             return None
-        if text.endswith("\r\n"):
-            return text[:-2]
-        return text.removesuffix("\n")
+        text = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+        if not text and self._allow_missing:
+            raise _Missing(f"secret file {name} is empty")
+        return text
 
     def _usable(self, key: str, location: str) -> bool:
         """Reject keys that cannot be right: empty, over-long, control characters or outer whitespace."""

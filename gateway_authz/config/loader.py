@@ -64,11 +64,14 @@ def generate_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def load_settings(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, allow_missing_keys: bool = False
+) -> Settings:
     """Read, check and resolve the config file at ``path``; raise :class:`ConfigError` listing every problem.
 
     ``environ`` is where ``{env: NAME}`` keys are looked up (``os.environ`` when ``None``), a seam for tests
-    and for callers that must not read the process environment.
+    and for callers that must not read the process environment. ``allow_missing_keys`` (the service's own
+    loads) lets key material that is not there yet through as unavailable (see :mod:`._secrets`).
     """
     file = Path(path)
     try:
@@ -76,7 +79,9 @@ def load_settings(path: str | Path, *, environ: Mapping[str, str] | None = None)
             data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError([ConfigProblem("", f"cannot read {file}: {exc.strerror or type(exc).__name__}")]) from None
-    return parse_settings(data, source=str(file), base_dir=file.parent, environ=environ)
+    return parse_settings(
+        data, source=str(file), base_dir=file.parent, environ=environ, allow_missing_keys=allow_missing_keys
+    )
 
 
 def parse_settings(
@@ -85,6 +90,7 @@ def parse_settings(
     source: str = "<memory>",
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    allow_missing_keys: bool = False,
 ) -> Settings:
     """Like :func:`load_settings`, for bytes already in hand; ``{file:}`` paths are relative to ``base_dir``.
 
@@ -102,7 +108,8 @@ def parse_settings(
     if problems:
         raise ConfigError(problems)
     reader = Reader()
-    secrets_ = Secrets(reader, os.environ if environ is None else environ, base_dir or Path.cwd())
+    environ = os.environ if environ is None else environ
+    secrets_ = Secrets(reader, environ, base_dir or Path.cwd(), allow_missing=allow_missing_keys)
     settings = _settings(reader, secrets_, tree)
     if reader.problems or settings is None:
         raise ConfigError(reader.problems or [ConfigProblem("", "invalid configuration")])

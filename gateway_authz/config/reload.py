@@ -90,6 +90,10 @@ class ConfigHolder:
         if settings.fingerprint == self.runtime.settings.fingerprint:
             self._metrics.config_reloads.labels("unchanged").inc()
             return False
+        lost = set(settings.unavailable_keys()) - set(self.runtime.settings.unavailable_keys())
+        if lost:  # a key that was serving went missing (a Secret emptied): keep the one that works
+            self._failed(sorted(lost))
+            return False
         try:
             runtime = Runtime.build(settings, clock=self._clock)
             for hook in self.on_change:

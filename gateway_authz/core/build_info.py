@@ -4,11 +4,12 @@ collectors, registered on an app's own registry (contract §10)."""
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
 
-__all__ = ["register_build_info"]
+__all__ = ["BuildInfo", "build_info", "package_version", "register_build_info"]
 
 
 def _version(distribution: str) -> str:
@@ -18,6 +19,23 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
+def package_version() -> str:
+    """gateway-authz's version from its installed metadata (pyproject is the one source): ``--version`` and logs."""
+    return _version("gateway-authz")
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    version: str
+    python: str
+    aiohttp: str
+
+
+def build_info() -> BuildInfo:
+    """This process's versions: gateway-authz, Python, aiohttp (the labels of ``gateway_authz_build_info``)."""
+    return BuildInfo(package_version(), platform.python_version(), _version("aiohttp"))
+
+
 def register_build_info(registry: CollectorRegistry) -> None:
     info = Gauge(
         "gateway_authz_build_info",
@@ -25,6 +43,7 @@ def register_build_info(registry: CollectorRegistry) -> None:
         ["version", "python", "aiohttp"],
         registry=registry,
     )
-    info.labels(_version("gateway-authz"), platform.python_version(), _version("aiohttp")).set(1)
+    build = build_info()
+    info.labels(build.version, build.python, build.aiohttp).set(1)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

@@ -155,6 +155,12 @@ class Metrics:
             "1 when the last reload attempt succeeded, 0 when it failed and the last good config is serving.",
             registry=r,
         )
+        self.ready = Gauge(
+            "gateway_authz_ready",
+            "1 when every key the configuration references is loaded, 0 while one is missing (/readyz answers 503).",
+            registry=r,
+        )
+        self.ready.set(1)
         self.jwks_fetches = Counter(
             "gateway_authz_jwks_fetches",
             "JWKS and discovery fetches by issuer and result (ok or failed).",

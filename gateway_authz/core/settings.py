@@ -50,6 +50,10 @@ class AuthorizationRule:
     primary_key: str
     secondary_key: str | None
     rights: frozenset[Right]
+    # Key references that could not be had yet (a secret file absent or empty, an empty variable), e.g.
+    # "namespaces[0].authorizationRules[0].primaryKey: secret file /run/k/root-primary is missing". Their key is
+    # "" here: no HMAC is made under it, and a token no present key verifies is a 503, not a 401 (see RuleKeys).
+    unavailable: tuple[str, ...] = ()
 
     def grants(self, right: Right) -> bool:
         """Whether this rule confers ``right``; Manage implies Listen and Send."""
@@ -183,3 +187,8 @@ class Settings:
     source: str = ""
     fingerprint: str = ""
     extras: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def unavailable_keys(self) -> tuple[str, ...]:
+        """Every key reference that could not be had (see ``AuthorizationRule.unavailable``): readiness names them."""
+        scopes = [ns.rules for ns in self.namespaces] + [e.rules for ns in self.namespaces for e in ns.entities]
+        return tuple(reference for rules in scopes for rule in rules for reference in rule.unavailable)

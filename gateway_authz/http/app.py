@@ -70,7 +70,7 @@ def http_response(verdict: Verdict, request: web.BaseRequest, *, prepared: bool 
 def _default_loader(path: str) -> Settings:
     from ..config.loader import load_settings  # imported late: the CLI's `token` and `keys` need no config module
 
-    return load_settings(path)
+    return load_settings(path, allow_missing_keys=True)  # a key not there yet: unready, never a crash loop
 
 
 def create_app(
@@ -105,6 +105,7 @@ def create_app(
     audit = AuditLog(audit_sink) if audit_sink is not None else AuditLog()
     jwt = EntraAuthorizer(settings, metrics=metrics, ops_log=ops_log)
     holder.on_change.append(jwt.reconfigure)
+    metrics.ready.set_function(lambda: 0.0 if holder.runtime.settings.unavailable_keys() else 1.0)
     service = DecisionService(holder, audit=audit, metrics=metrics, clock=clock, ops_log=ops_log, jwt=jwt)
     app = web.Application()
     app[FAST_PATH], why_not = fastpath.choose(fast_path)
@@ -232,7 +233,13 @@ def create_admin_app(decision_app: web.Application) -> web.Application:
         # Still 200 when degraded: the last good configuration and keys are serving, SAS decisions never need an
         # issuer, and taking every replica out of rotation over one bad ConfigMap edit or an identity provider
         # outage would turn a partial problem into a full one. The body and the metrics say what is degraded.
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+        # Key material that is not there yet (an empty Secret) is different: nothing good is serving for those
+        # rules, so the replica is unready (503) and says which references are missing, until they appear.
+        missing = runtime.settings.unavailable_keys()
+        if missing:
+            body["status"] = "unready"
+            body["missing_keys"] = list(missing)
+        return web.Response(body=orjson.dumps(body), status=503 if missing else 200, content_type="application/json")
 
     async def metrics_handler(_request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"content-type": "text/plain; version=0.0.4"})

@@ -13,16 +13,20 @@ import gc
 import multiprocessing
 import os
 import signal
+import sys
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from ..core.appkeys import HOLDER
 from ..core.settings import Settings
+from ..decision.audit import make_ops_logger
 from ._quiet import quiet_server_logger
 from .app import create_admin_app, create_app, decision_runner
+from .lifecycle import ListenError, listen, start_event, stop_event
 
-__all__ = ["DEFAULT_KEEPALIVE_TIMEOUT", "ServeOptions", "run"]
+__all__ = ["DEFAULT_KEEPALIVE_TIMEOUT", "ListenError", "ServeOptions", "run"]
 
 # Envoy accepts up to 60 KiB of request headers; refusing less here would turn a large header into a 400
 # (and an NGINX 500) instead of the service's own 401.
@@ -45,6 +49,7 @@ class ServeOptions:
     workers: int = 1
     shutdown_timeout: float = 10.0
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    admin_host: str = "127.0.0.1"
 
 
 async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool = False) -> None:
@@ -76,24 +81,49 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
         keepalive_timeout=options.keepalive_timeout,
         logger=quiet_server_logger(),
     )
-    await runner.setup()
+    try:
+        await runner.setup()  # starts the gRPC listener, when there is one
+    except OSError as exc:  # GrpcBindError: gRPC does not say why, only that the address could not be had
+        grpc_address = f"{options.host}:{options.grpc_port}"
+        raise ListenError(f"cannot listen on {grpc_address}: address in use or not available") from exc
     await admin_runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, app[HOLDER].reload_soon)
+    ops_log = make_ops_logger()
     try:
-        await web.TCPSite(runner, options.host, options.port, reuse_port=reuse_port, backlog=1024).start()
-        await web.TCPSite(admin_runner, options.host, options.admin_port, reuse_port=reuse_port).start()
+        decision_site = web.TCPSite(runner, options.host, options.port, reuse_port=reuse_port, backlog=1024)
+        await listen(decision_site, options.host, options.port)
+        admin_site = web.TCPSite(admin_runner, options.admin_host, options.admin_port, reuse_port=reuse_port)
+        await listen(admin_site, options.admin_host, options.admin_port)
+        listeners = {
+            "decision": f"{options.host}:{options.port}",
+            "admin": f"{options.admin_host}:{options.admin_port}",
+        }
+        if options.grpc_port:
+            listeners["grpc"] = f"{options.host}:{options.grpc_port}"
+        runtime = app[HOLDER].runtime
+        ops_log.info(
+            "service.start",
+            **start_event(
+                listeners=listeners,
+                config_source=options.config_path,
+                namespaces=len(runtime.settings.namespaces),
+                missing_keys=len(runtime.settings.unavailable_keys()),
+            ),
+        )
         # Everything built so far (modules, the compiled config, servers) lives as long as the process; frozen,
         # it is no longer walked by every full garbage collection, whose pause grows with the objects it walks.
         gc.collect()
         gc.freeze()
         await stop.wait()
     finally:
+        stopping = time.monotonic()
         await admin_runner.cleanup()
         await runner.cleanup()
+    ops_log.info("service.stop", **stop_event(drained_seconds=time.monotonic() - stopping))
 
 
 def _event_loop_runner() -> asyncio.Runner:
@@ -104,11 +134,18 @@ def _event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner()
 
 
-def _worker(options: ServeOptions) -> None:
+def _worker(options: ServeOptions, speaks: bool) -> None:
+    """One of ``--workers`` processes; only the first (``speaks``) reports a failure to listen, so that every worker
+    failing alike still makes one line."""
     from ..config.loader import load_settings  # each spawned worker loads the file itself: nothing is pickled
 
-    with _event_loop_runner() as runner:
-        runner.run(serve(load_settings(options.config_path), options, reuse_port=True))
+    try:
+        with _event_loop_runner() as runner:
+            runner.run(serve(load_settings(options.config_path, allow_missing_keys=True), options, reuse_port=True))
+    except ListenError as exc:
+        if speaks:
+            print(exc, file=sys.stderr)
+        sys.exit(2)
 
 
 def run(settings: Settings, options: ServeOptions) -> int:
@@ -119,7 +156,7 @@ def run(settings: Settings, options: ServeOptions) -> int:
         return 0
     # Spawned, not forked: gRPC's core must not be forked once it exists, and each worker builds its own.
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(options,)) for _ in range(options.workers)]
+    workers = [context.Process(target=_worker, args=(options, n == 0)) for n in range(options.workers)]
     for process in workers:
         process.start()
 
@@ -132,4 +169,5 @@ def run(settings: Settings, options: ServeOptions) -> int:
         signal.signal(signum, _forward)
     for process in workers:
         process.join()
-    return 0 if all(p.exitcode == 0 for p in workers) else 1
+    codes = {p.exitcode for p in workers}
+    return 0 if codes == {0} else 2 if 2 in codes else 1

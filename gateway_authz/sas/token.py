@@ -18,7 +18,7 @@ from typing import Literal, NamedTuple
 from urllib.parse import quote_plus, unquote_to_bytes, urlencode
 
 from ..core.credentials import SAS_PREFIX
-from ..core.errors import InvalidCredential
+from ..core.errors import CannotVerify, InvalidCredential
 from ..core.memo import BoundedMemo
 from ..core.model import Right
 from ..core.resources import ResourcePath, parse_sr
@@ -163,19 +163,24 @@ def _unquote_base64(raw: str) -> str:
 class RuleKeys:
     """A rule with its HMAC keys prepared once at configuration load (the key schedule is not per request)."""
 
-    __slots__ = ("_macs", "granted", "rule")
+    __slots__ = ("_macs", "granted", "rule", "unavailable")
 
     def __init__(self, rule: AuthorizationRule) -> None:
         self.rule = rule
         # Every right the rule confers, as a tuple: `in` on it compares members by identity, where `rule.grants`
         # hashes the enum members in Python on every request.
         self.granted = tuple(right for right in Right if rule.grants(right))
-        slots: list[tuple[KeySlot, hmac.HMAC]] = [
-            ("primary", hmac.new(rule.primary_key.encode("utf-8"), digestmod=hashlib.sha256))
-        ]
-        if rule.secondary_key:  # never an HMAC under an empty or absent key
-            slots.append(("secondary", hmac.new(rule.secondary_key.encode("utf-8"), digestmod=hashlib.sha256)))
+        slots: list[tuple[KeySlot, hmac.HMAC]] = []
+        pairs: tuple[tuple[KeySlot, str | None], ...] = (
+            ("primary", rule.primary_key),
+            ("secondary", rule.secondary_key),
+        )
+        for slot, key in pairs:
+            if key:  # never an HMAC under an empty or absent key (a key not there yet is "")
+                slots.append((slot, hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)))
         self._macs = tuple(slots)
+        # A key that is not there yet may be the one that signed: no match is then "cannot verify", not "forged".
+        self.unavailable = rule.unavailable
 
     def match(self, message: bytes, signature: bytes) -> KeySlot | None:
         """The slot whose key signed ``message`` with ``signature``, compared in constant time, or ``None``."""
@@ -211,6 +216,9 @@ def verify_sas(
             if max_lifetime is not None and token.expiry - now > max_lifetime + clock_skew:
                 raise InvalidCredential("lifetime_too_long", "se lies beyond sas.maxTokenLifetimeSeconds")
             return VerifiedSas(token, keys.rule, slot)
+    for keys in candidates:
+        if keys.unavailable:  # fail closed, but as 503: the key that would decide is missing, not the token wrong
+            raise CannotVerify("key_unavailable", "; ".join(keys.unavailable))
     raise InvalidCredential("bad_signature", "the signature matches no key of the named rule")
 
 
