@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,9 +23,12 @@ from ._reader import GUID_PATTERN, Reader, at, index, show
 __all__ = [
     "ALGORITHMS",
     "MAX_LEEWAY_SECONDS",
+    "RawAssignment",
     "read_identity",
+    "read_raw_assignments",
     "read_role_assignments",
     "read_role_definitions",
+    "resolve_assignments",
 ]
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
@@ -287,12 +291,31 @@ def _permissions(reader: Reader, value: object, location: str) -> tuple[str, ...
     return tuple(result) if valid else None
 
 
+@dataclass(frozen=True, slots=True)
+class RawAssignment:
+    """A role assignment as written, its role not yet resolved: in a directory the role may be in another file.
+
+    ``principal_id``, ``principal_type`` or ``scope`` is ``None`` when it was invalid (a problem is recorded then,
+    so the file is refused); the role is still resolved, so one round reports an unknown role too.
+    """
+
+    principal_id: str | None
+    principal_type: PrincipalType | None
+    role_name: str | None
+    role_id: str | None  # the bare GUID, lower-case
+    scope: str | None
+    location: str
+
+
 def read_role_assignments(
     reader: Reader, value: object, location: str, roles: tuple[RoleDefinition, ...], declared: frozenset[str]
 ) -> tuple[RoleAssignment, ...]:
     """Assignments with their role resolved to a role definition id; an unknown role is a problem."""
-    by_name = {role.role_name.casefold(): role.id for role in roles}
-    by_id = {role.id for role in roles}
+    return resolve_assignments(reader, read_raw_assignments(reader, value, location), roles, declared)
+
+
+def read_raw_assignments(reader: Reader, value: object, location: str) -> tuple[RawAssignment, ...]:
+    """Every well-formed assignment, naming its role by exactly one of ``roleDefinitionName`` or ``…Id``."""
     result = []
     for item_location, item in reader.items(value, location):
         raw = reader.mapping(
@@ -313,42 +336,60 @@ def read_role_assignments(
                 what="principalType",
             )
         scope = _scope(reader, raw.get("scope"), at(item_location, "scope"))
-        role_id = _role_reference(reader, raw, item_location, by_name, by_id, declared)
-        if principal is None or kind is None or scope is None or role_id is None:
+        reference = _raw_role_reference(reader, raw, item_location)
+        if reference is None:
             continue
-        result.append(
-            RoleAssignment(
-                principal_id=principal,
-                principal_type=_PRINCIPAL_TYPES[kind],
-                role_definition_id=role_id,
-                scope=scope,
-            )
-        )
+        role_name, role_id = reference
+        principal_type = _PRINCIPAL_TYPES[kind] if kind is not None else None
+        result.append(RawAssignment(principal, principal_type, role_name, role_id, scope, item_location))
     return tuple(result)
 
 
-def _role_reference(
+def resolve_assignments(
     reader: Reader,
-    raw: dict[str, object],
-    location: str,
-    by_name: dict[str, str],
-    by_id: set[str],
+    raw: tuple[RawAssignment, ...],
+    roles: tuple[RoleDefinition, ...],
     declared: frozenset[str],
-) -> str | None:
-    """The role definition id named by exactly one of ``roleDefinitionName`` or ``roleDefinitionId``."""
+    *,
+    prefix: str = "",
+) -> tuple[RoleAssignment, ...]:
+    """``raw`` with each role resolved; an unknown role is a problem at ``prefix`` + the assignment's location.
+
+    The same assignment (principal, role, scope) twice counts once: merged Azure exports repeat them.
+    """
+    by_name = {role.role_name.casefold(): role.id for role in roles}
+    by_id = {role.id for role in roles}
+    result: dict[tuple[str, str, str], RoleAssignment] = {}
+    for item in raw:
+        if item.role_name is not None:
+            found = by_name.get(item.role_name.casefold())
+            if found is None and item.role_name.casefold() not in declared:
+                reader.add(prefix + at(item.location, "roleDefinitionName"), f"unknown role {item.role_name!r}")
+        else:
+            found = item.role_id if item.role_id in by_id else None
+            if found is None and item.role_id not in declared:
+                reader.add(prefix + at(item.location, "roleDefinitionId"), f"unknown role definition {item.role_id}")
+        if found is None or item.principal_id is None or item.principal_type is None or item.scope is None:
+            continue
+        assignment = RoleAssignment(
+            principal_id=item.principal_id,
+            principal_type=item.principal_type,
+            role_definition_id=found,
+            scope=item.scope,
+        )
+        result.setdefault((item.principal_id, found, item.scope.lower()), assignment)
+    return tuple(result.values())
+
+
+def _raw_role_reference(reader: Reader, raw: dict[str, object], location: str) -> tuple[str | None, str | None] | None:
+    """``(roleDefinitionName, None)`` or ``(None, guid)``; ``None`` after recording what is wrong."""
     name_value, id_value = raw.get("roleDefinitionName"), raw.get("roleDefinitionId")
     if (name_value is None) == (id_value is None):
         reader.add(location, "must have exactly one of roleDefinitionName or roleDefinitionId")
         return None
     if name_value is not None:
-        name_location = at(location, "roleDefinitionName")
-        name = reader.string(name_value, name_location, max_length=512)
-        if name is None:
-            return None
-        found = by_name.get(name.casefold())
-        if found is None and name.casefold() not in declared:
-            reader.add(name_location, f"unknown role {name!r}")
-        return found
+        name = reader.string(name_value, at(location, "roleDefinitionName"), max_length=512)
+        return None if name is None else (name, None)
     id_location = at(location, "roleDefinitionId")
     text = reader.string(id_value, id_location, max_length=1024)
     if text is None:
@@ -358,12 +399,7 @@ def _role_reference(
     if not GUID_PATTERN.fullmatch(guid):
         reader.add(id_location, "must be a GUID or a .../providers/Microsoft.Authorization/roleDefinitions/<GUID> id")
         return None
-    guid = guid.lower()
-    if guid not in by_id:
-        if guid not in declared:
-            reader.add(id_location, f"unknown role definition {guid}")
-        return None
-    return guid
+    return None, guid.lower()
 
 
 def _scope(reader: Reader, value: object, location: str) -> str | None:

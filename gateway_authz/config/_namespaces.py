@@ -34,12 +34,14 @@ _ENTITY_KINDS = ((EntityKind.HYBRID_CONNECTION, "hybridConnections"), (EntityKin
 _RIGHTS = {right.value: right for right in Right}
 
 
-def read_namespaces(reader: Reader, secrets: Secrets, value: object, location: str) -> tuple[Namespace, ...]:
+def read_namespaces(
+    reader: Reader, secrets: Secrets, value: object, location: str, *, required: bool = True
+) -> tuple[Namespace, ...]:
     """Every valid namespace; names and hosts are unique across the file (a host picks its namespace)."""
     names: dict[str, str] = {}
     hosts: dict[str, str] = {}
     result = []
-    for item_location, item in reader.items(value, location, required=True):
+    for item_location, item in reader.items(value, location, required=required):
         namespace = _namespace(reader, secrets, item, item_location, names, hosts)
         if namespace is not None:
             result.append(namespace)

@@ -8,6 +8,7 @@ names and paths.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,9 @@ class Secrets:
         self._environ = environ
         self._base_dir = base_dir
         self.resolved: list[tuple[str, str]] = []
+        # Every secret file asked for, with the identity (device, inode, size, mtime) of what was read, or None
+        # when it could not be opened: a reload re-reads the config file when one of them is no longer that file.
+        self.files: list[tuple[Path, tuple[int, int, int, int] | None]] = []
 
     def key(self, value: object, location: str) -> str | None:
         """The key at ``location``; ``None`` (after recording why) when it cannot be had or is unusable.
@@ -82,8 +86,12 @@ class Secrets:
         path = self._base_dir / name
         try:
             with path.open("rb") as handle:
+                seen = os.fstat(handle.fileno())
+                self.files.append((path, (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns)))
                 data = handle.read(MAX_SECRET_FILE_BYTES + 1)
         except OSError as exc:
+            if not self.files or self.files[-1][0] is not path:
+                self.files.append((path, None))
             self._reader.add(location, f"cannot read secret file {name}: {exc.strerror or type(exc).__name__}")
             return None
         if len(data) > MAX_SECRET_FILE_BYTES:

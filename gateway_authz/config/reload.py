@@ -17,6 +17,7 @@ from ..core.errors import ConfigError
 from ..core.metrics import Metrics
 from ..core.settings import Settings
 from ..decision.runtime import Runtime
+from ._files import EstateLoader
 
 __all__ = ["ConfigHolder", "Loader"]
 
@@ -31,13 +32,14 @@ class ConfigHolder:
         path: str,
         settings: Settings,
         *,
-        loader: Loader,
+        loader: Loader | None = None,
         metrics: Metrics,
         ops_log: Any,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
-        self._loader = loader
+        # By default a loader that starts from what loaded ``settings`` read: a tick re-reads changed files only.
+        self._loader = loader or EstateLoader(start=settings)
         self._metrics = metrics
         self._log = ops_log
         self._clock = clock
@@ -89,7 +91,7 @@ class ConfigHolder:
             self._metrics.config_reloads.labels("unchanged").inc()
             return False
         try:
-            runtime = Runtime.build(settings, clock=self._clock)
+            runtime = Runtime.build(settings, clock=self._clock, previous=self.runtime)
             for hook in self.on_change:
                 hook(settings)
         except Exception as exc:  # a config the loader passed but a component refuses: keep the last good one

@@ -38,12 +38,6 @@ _ENVOY_ROUTE = envoy_http.PATH_PREFIX + "{tail:(/.*)?}"
 _PLAIN_ROUTES: dict[str, Adapter] = {"/auth": nginx.to_authz_request, "/forward-auth": forward_auth.to_authz_request}
 
 
-def _default_loader(path: str) -> Settings:
-    from ..config.loader import load_settings  # imported late: the CLI's `token` and `keys` need no config module
-
-    return load_settings(path)
-
-
 def create_app(
     settings: Settings,
     *,
@@ -63,7 +57,7 @@ def create_app(
     holder = ConfigHolder(
         config_path or settings.source,
         settings,
-        loader=loader or _default_loader,
+        loader=loader,  # None: the holder follows the file or directory, re-reading what changes
         metrics=metrics,
         ops_log=ops_log,
         clock=clock,
