@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate = config.add_parser("validate", help="check a config file; print every problem")
     validate.add_argument("path")
+    from .config_import import add_parser as add_import_parser
+
+    add_import_parser(config)
     init = config.add_parser("init", help="print a starter config for a new namespace")
     init.add_argument("--namespace", required=True)
     init.add_argument("--host", required=True)
@@ -133,6 +136,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     from ..config.loader import starter_config, validate_file
 
+    if args.config_command == "import":
+        from .config_import import run
+
+        return run(args)
     if args.config_command == "init":
         print(starter_config(args.namespace, args.host), end="")
         return 0
