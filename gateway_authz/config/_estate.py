@@ -56,6 +56,7 @@ class EstateMerger:
 
     def __init__(self) -> None:
         self._resolved: _Resolved | None = None
+        self._roles: tuple[RoleDefinition, ...] = ()  # the last merge's, reused while equal (the RBAC index too)
 
     def merge(self, files: Sequence[tuple[str, FileRead]], *, directory: bool, source: str) -> Settings:
         """The configuration of ``files`` (in order); raises :class:`ConfigError` naming every problem.
@@ -74,6 +75,9 @@ class EstateMerger:
         namespaces = conflicts.namespaces(valid)
         issuers = conflicts.issuers(valid)
         roles = conflicts.roles(valid)
+        if _same(roles, self._roles):
+            roles = self._roles
+        self._roles = roles
         singles = conflicts.singles(valid)
         assignments = self._assignments(files, directory, roles, problems)
         if not problems and directory and not namespaces and not issuers:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -304,7 +305,11 @@ class RawAssignment:
     role_name: str | None
     role_id: str | None  # the bare GUID, lower-case
     scope: str | None
-    location: str
+    index: int  # at roleAssignments[index]
+
+    @property
+    def location(self) -> str:
+        return index("roleAssignments", self.index)
 
 
 def read_role_assignments(
@@ -317,7 +322,7 @@ def read_role_assignments(
 def read_raw_assignments(reader: Reader, value: object, location: str) -> tuple[RawAssignment, ...]:
     """Every well-formed assignment, naming its role by exactly one of ``roleDefinitionName`` or ``…Id``."""
     result = []
-    for item_location, item in reader.items(value, location):
+    for position, (item_location, item) in enumerate(reader.items(value, location)):
         raw = reader.mapping(
             item,
             item_location,
@@ -341,7 +346,8 @@ def read_raw_assignments(reader: Reader, value: object, location: str) -> tuple[
             continue
         role_name, role_id = reference
         principal_type = _PRINCIPAL_TYPES[kind] if kind is not None else None
-        result.append(RawAssignment(principal, principal_type, role_name, role_id, scope, item_location))
+        scope = sys.intern(scope) if scope is not None else None  # many assignments share a scope
+        result.append(RawAssignment(principal, principal_type, role_name, role_id, scope, position))
     return tuple(result)
 
 

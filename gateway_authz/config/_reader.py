@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
+import sys
 from collections.abc import Collection, Iterable
 from typing import TypeVar
 
@@ -196,7 +196,7 @@ class Reader:
     def guid(self, value: object, location: str) -> str | None:
         """A GUID in the 8-4-4-4-12 form, returned lower-case (Entra ids compare case-insensitively)."""
         text = self.string(value, location, max_length=36, pattern=GUID_PATTERN, rule="must be a GUID")
-        return str(uuid.UUID(text)) if text is not None else None
+        return sys.intern(text.lower()) if text is not None else None  # shared: ids repeat across assignments
 
     def unique(self, location: str, key: str, seen: dict[str, str], *, what: str) -> bool:
         """Record ``key`` (already case-folded); a repeat is a problem that names the first location."""

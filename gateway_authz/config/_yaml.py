@@ -128,11 +128,13 @@ def _json_tree(text: str) -> tuple[object, list[ConfigProblem]]:
     duplicates: list[ConfigProblem] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in items:
-            if key in result:
-                duplicates.append(ConfigProblem("", f"duplicate property {show(key)}"))
-            result[key] = value
+        result = dict(items)
+        if len(result) != len(items):  # a repeated name: find it (rare, so the common case stays in C)
+            seen: set[str] = set()
+            for key, _value in items:
+                if key in seen:
+                    duplicates.append(ConfigProblem("", f"duplicate property {show(key)}"))
+                seen.add(key)
         return result
 
     def constant(name: str) -> None:
@@ -144,7 +146,9 @@ def _json_tree(text: str) -> tuple[object, list[ConfigProblem]]:
         return None, []
     if duplicates:
         return None, duplicates
-    return _checked(tree)
+    if tree is None:
+        return None, [ConfigProblem("", _NOTHING)]
+    return tree, []  # JSON has no aliases: every value is written out, so the file's size bounds the tree
 
 
 def _checked(tree: object) -> tuple[object, list[ConfigProblem]]:
