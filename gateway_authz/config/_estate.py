@@ -143,17 +143,28 @@ class _Conflicts:
         return True
 
     def namespaces(self, valid: Iterable[tuple[str | None, Fragment]]) -> tuple[Namespace, ...]:
-        names: dict[str, str] = {}
-        hosts: dict[str, str] = {}
+        """Names and hosts once across files. Runs on every reload over every namespace, so places are kept as
+        (file, index, host index) and spelt out only for a conflict."""
+        names: dict[str, tuple[str | None, int]] = {}
+        hosts: dict[str, tuple[str | None, int, int]] = {}
         result: list[Namespace] = []
         for label, fragment in valid:
             for i, namespace in enumerate(fragment.namespaces):
-                where = f"namespaces[{i}]"
-                self._unique(names, namespace.name.lower(), place(label, f"{where}.name"), "namespace name")
+                folded = namespace.name.lower()
+                first = names.setdefault(folded, (label, i))
+                if first != (label, i):
+                    self._conflict(place(label, f"namespaces[{i}].name"), first, "name", "namespace name")
                 for j, host in enumerate(namespace.hosts):
-                    self._unique(hosts, host, place(label, f"{where}.hosts[{j}]"), "host")
+                    seen = hosts.setdefault(host, (label, i, j))
+                    if seen != (label, i, j):
+                        where = place(label, f"namespaces[{i}].hosts[{j}]")
+                        self._conflict(where, seen[:2], f"hosts[{seen[2]}]", "host")
             result.extend(fragment.namespaces)
         return tuple(result)
+
+    def _conflict(self, where: str, first: tuple[str | None, int], field: str, what: str) -> None:
+        there = place(first[0], f"namespaces[{first[1]}].{field}")
+        self._problems.append(ConfigProblem(where, f"duplicate {what}; it is already defined at {there}"))
 
     def issuers(self, valid: Iterable[tuple[str | None, Fragment]]) -> tuple[Issuer, ...]:
         """An issuer string once: the verifier cannot tell two entries for one ``iss`` apart, tenants or not."""
@@ -206,9 +217,9 @@ def _fingerprint(files: Sequence[tuple[str, FileRead]], directory: bool) -> str:
     """A single file's own digest (bytes and keys); for a directory, one over every name and digest."""
     if not directory:
         return files[0][1].digest if files else ""
-    digest = hashlib.sha256(b"gateway-authz config directory v1\x00")
-    for name, read in files:
+    parts = [b"gateway-authz config directory v1\x00"]
+    for name, read in files:  # each part length-prefixed, so no two listings give the same bytes
         for part in (name.encode("utf-8", "surrogateescape"), read.digest.encode()):
-            digest.update(len(part).to_bytes(8, "big"))
-            digest.update(part)
-    return digest.hexdigest()
+            parts.append(len(part).to_bytes(8, "big"))
+            parts.append(part)
+    return hashlib.sha256(b"".join(parts)).hexdigest()

@@ -107,9 +107,8 @@ class EstateLoader:
         self._last: tuple[str, tuple[tuple[str, _Known], ...], Settings | ConfigError] | None = None
         state = start.extras.get("estate") if start is not None else None
         if isinstance(state, EstateState) and start is not None:
-            base = Path(state.path)
-            base = base if base.is_dir() else base.parent
-            self._known = {str(base / name): known for name, known in state.known}
+            base = state.path if os.path.isdir(state.path) else str(Path(state.path).parent)
+            self._known = {os.path.join(base, name): known for name, known in state.known}
             self._merger = state.merger
             self._last = (state.path, state.known, start)
 
@@ -120,24 +119,7 @@ class EstateLoader:
 
     def __call__(self, path: str) -> Settings:
         """The configuration at ``path``; raises :class:`ConfigError` listing every problem (``FILE: …``)."""
-        source = Path(path)
-        try:
-            directory = stat.S_ISDIR(os.stat(source).st_mode)
-        except OSError as exc:
-            raise ConfigError(
-                [ConfigProblem("", f"cannot read {source}: {exc.strerror or type(exc).__name__}")]
-            ) from None
-        max_file_bytes(self._environ)  # a bad cap is a problem even when no file is read this time
-        for _ in range(_ATTEMPTS):
-            try:
-                files = self._read_all(source, directory)
-            except _Changed:
-                continue
-            break
-        else:
-            raise ConfigError([ConfigProblem("", f"{source} kept changing while it was read; trying again later")])
-        base = source if directory else source.parent
-        self._known = {str(base / name): known for name, known in files}
+        directory, files = self.read(path)
         last = self._last
         if last is not None and last[0] == path and _same_files(last[1], files):
             if isinstance(last[2], ConfigError):
@@ -154,15 +136,37 @@ class EstateLoader:
         self._last = (path, files, settings)
         return settings
 
+    def read(self, path: str) -> tuple[bool, tuple[tuple[str, _Known], ...]]:
+        """Whether ``path`` is a directory, and each of its files as it is now (re-read only where changed)."""
+        source = Path(path)
+        try:
+            directory = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as exc:
+            raise ConfigError(
+                [ConfigProblem("", f"cannot read {source}: {exc.strerror or type(exc).__name__}")]
+            ) from None
+        max_file_bytes(self._environ)  # a bad cap is a problem even when no file is read this time
+        for _ in range(_ATTEMPTS):
+            try:
+                files = self._read_all(source, directory)
+            except _Changed:
+                continue
+            break
+        else:
+            raise ConfigError([ConfigProblem("", f"{source} kept changing while it was read; trying again later")])
+        base = str(source if directory else source.parent)
+        self._known = {os.path.join(base, name): known for name, known in files}
+        return directory, files
+
     def _read_all(self, source: Path, directory: bool) -> tuple[tuple[str, _Known], ...]:
         """Every file of the source as it is now; raises :class:`_Changed` if the source moved under the read."""
         link = _data_link(source) if directory else None
         names = _listing(source) if directory else [source.name]
-        base = source if directory else source.parent
+        base = str(source if directory else source.parent)
         result: list[tuple[str, _Known]] = []
         changed = False
         for name in names:
-            path = str(base / name)
+            path = os.path.join(base, name)  # strings, not Paths: this loop runs for every file on every tick
             known = self._known.get(path)
             identity = _stat_identity(path)
             if identity is None:
@@ -176,13 +180,13 @@ class EstateLoader:
             if link != (_data_link(source) if directory else None):
                 raise _Changed
             for name, known in result:
-                if _stat_identity(str(base / name)) != known.identity or not known.secrets_unchanged():
+                if _stat_identity(os.path.join(base, name)) != known.identity or not known.secrets_unchanged():
                     raise _Changed
             if directory and _listing(source) != names:
                 raise _Changed
         return tuple(result)
 
-    def _read_one(self, path: str, base: Path, known: _Known | None, *, single: bool) -> _Known:
+    def _read_one(self, path: str, base: str, known: _Known | None, *, single: bool) -> _Known:
         cap = max_file_bytes(self._environ)
         try:
             with open(path, "rb") as handle:
@@ -196,7 +200,7 @@ class EstateLoader:
         content = hashlib.sha256(data).digest()
         if known is not None and known.content == content and known.secrets_unchanged():
             return _Known(identity, content, known.read)  # touched, not changed: nothing to parse
-        return _Known(identity, content, self._parse(data, base, single))
+        return _Known(identity, content, self._parse(data, Path(base), single))
 
 
 def _listing(directory: Path) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from ..core.errors import ConfigProblem
 
-__all__ = ["GUID_PATTERN", "Reader", "at", "index", "show"]
+__all__ = ["GUID_PATTERN", "Reader", "at", "index", "plain", "show"]
 
 _N = TypeVar("_N", int, float)
 
@@ -33,6 +33,12 @@ def at(location: str, key: str) -> str:
 def index(location: str, i: int) -> str:
     """The location of item ``i`` of the list at ``location`` (``namespaces[0]``)."""
     return f"{location}[{i}]"
+
+
+def plain(value: object, max_length: int) -> bool:
+    """Whether ``value`` is what :meth:`Reader.string` accepts without a pattern: a non-empty string of at most
+    ``max_length`` characters, no control characters. For fast paths that fall back to the checks that report."""
+    return type(value) is str and 0 < len(value) <= max_length and not _CONTROL.search(value)
 
 
 def show(value: object) -> str:

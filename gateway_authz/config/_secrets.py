@@ -106,6 +106,14 @@ class Secrets:
             return text[:-2]
         return text.removesuffix("\n")
 
+    def literal(self, key: str, location: str) -> bool:
+        """Record a literal key that is clean as written (a fast path; ``False``: use :meth:`key`, which reports)."""
+        clean = 0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and not _BAD_KEY_CHARS.search(key)
+        if clean and key == key.strip():
+            self.resolved.append((location, key))
+            return True
+        return False
+
     def _usable(self, key: str, location: str) -> bool:
         """Reject keys that cannot be right: empty, over-long, control characters or outer whitespace."""
         if not key:

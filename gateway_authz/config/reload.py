@@ -1,14 +1,17 @@
 """The configuration in use, and how it changes without a restart.
 
-The file is re-read every ``cache.configTtlSeconds`` (and on SIGHUP), on a worker thread; when what it resolves
-to (the file and every ``{env:}``/``{file:}`` secret) differs from what is serving, a new :class:`Runtime` is
-compiled and swapped in whole on the event loop, which also drops the decision cache. A file that fails to load
+The source is looked at every ``cache.configTtlSeconds`` (and on SIGHUP): a file on a worker thread, a directory
+(contract §5) by a child process (:mod:`._worker`); either way only files whose identity changed are read again and
+only changed bytes are parsed (:mod:`._files`). When what it resolves to (the files and every ``{env:}``/``{file:}``
+secret) differs from what is serving, a new :class:`Runtime` is compiled, reusing every namespace that did not
+change, and swapped in whole on the event loop, which also drops the decision cache. A file that fails to load
 keeps the last good configuration serving; the failure is logged, counted, and shown by readiness.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +21,17 @@ from ..core.metrics import Metrics
 from ..core.settings import Settings
 from ..decision.runtime import Runtime
 from ._files import EstateLoader
+from ._worker import WorkerLoader
 
 __all__ = ["ConfigHolder", "Loader"]
 
 Loader = Callable[[str], Settings]
+
+
+def _default_loader(path: str, settings: Settings) -> Loader:
+    if os.path.isdir(path):
+        return WorkerLoader(start=settings)
+    return EstateLoader(start=settings)
 
 
 class ConfigHolder:
@@ -38,8 +48,9 @@ class ConfigHolder:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
-        # By default a loader that starts from what loaded ``settings`` read: a tick re-reads changed files only.
-        self._loader = loader or EstateLoader(start=settings)
+        # By default a loader that starts from what loaded ``settings`` read: a tick re-reads changed files only. A
+        # directory is read in a child process (see _worker), so the event loop's process only merges what changed.
+        self._loader = loader or _default_loader(path, settings)
         self._metrics = metrics
         self._log = ops_log
         self._clock = clock
@@ -111,6 +122,15 @@ class ConfigHolder:
 
     async def watch(self) -> None:
         """Reload every ``configTtlSeconds`` until cancelled."""
-        while True:
-            await asyncio.sleep(self.runtime.settings.cache.config_ttl_seconds)
-            await self.reload_in_thread()
+        try:
+            while True:
+                await asyncio.sleep(self.runtime.settings.cache.config_ttl_seconds)
+                await self.reload_in_thread()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop what the loader runs beside this process (the directory reader's child process), if anything."""
+        close = getattr(self._loader, "close", None)
+        if callable(close):
+            close()
