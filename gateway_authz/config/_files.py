@@ -86,6 +86,15 @@ class EstateState:
     known: tuple[tuple[str, _Known], ...]
     merger: EstateMerger = field(compare=False)
 
+    def identities(self) -> EstateState:
+        """This state less the parsed contents: what a reader needs to tell a changed file from an unchanged one
+        (identity, hash, digest, secrets), small enough to hand to a child process."""
+        light = tuple(
+            (name, _Known(k.identity, k.content, FileRead(None, k.read.problems, k.read.digest, k.read.secret_files)))
+            for name, k in self.known
+        )
+        return EstateState(self.path, light, EstateMerger())
+
 
 class EstateLoader:
     """Loads a configuration file or directory; each later call re-reads and re-parses only what changed.
@@ -99,18 +108,22 @@ class EstateLoader:
         environ: Mapping[str, str] | None = None,
         parse: Parser | None = None,
         start: Settings | None = None,
+        known: EstateState | None = None,
     ) -> None:
+        """``start``: the settings a load returned, to go on from; ``known``: only what files were (see
+        :meth:`EstateState.identities`), for a reader that sends changes elsewhere and never merges itself."""
         self._environ = os.environ if environ is None else environ
         self._parse = parse or self._read_fragment
         self._known: dict[str, _Known] = {}
         self._merger = EstateMerger()
         self._last: tuple[str, tuple[tuple[str, _Known], ...], Settings | ConfigError] | None = None
-        state = start.extras.get("estate") if start is not None else None
-        if isinstance(state, EstateState) and start is not None:
+        state = start.extras.get("estate") if start is not None else known
+        if isinstance(state, EstateState):
             base = state.path if os.path.isdir(state.path) else str(Path(state.path).parent)
             self._known = {os.path.join(base, name): known for name, known in state.known}
             self._merger = state.merger
-            self._last = (state.path, state.known, start)
+            if start is not None:
+                self._last = (state.path, state.known, start)
 
     def _read_fragment(self, data: bytes, base_dir: Path, single: bool) -> FileRead:
         return read_fragment(

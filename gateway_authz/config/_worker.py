@@ -42,11 +42,13 @@ class WorkerLoader:
         self._reads: dict[str, FileRead] = {}
         self._merger = EstateMerger()
         self._last: tuple[str, tuple[str, ...], Settings | ConfigError] | None = None
+        self._seed: EstateState | None = None  # for the first child: the files as the first load found them
         state = start.extras.get("estate") if start is not None else None
         if isinstance(state, EstateState) and start is not None:
             self._reads = {name: known.read for name, known in state.known}
             self._merger = state.merger
             self._last = (state.path, tuple(name for name, _ in state.known), start)
+            self._seed = state.identities()
         self._process: Any = None
         self._conn: Connection | None = None
         self._fresh = True
@@ -73,9 +75,13 @@ class WorkerLoader:
         self._last = (path, order, settings)
         return settings
 
-    def _ask(self, path: str) -> tuple[Any, ...]:
+    def prepare(self) -> None:
+        """Start the child now (it takes a second or so to import), rather than on the first tick."""
         if self._process is None or not self._process.is_alive():
             self._start()
+
+    def _ask(self, path: str) -> tuple[Any, ...]:
+        self.prepare()
         assert self._conn is not None
         known = {name: read.digest for name, read in self._reads.items()} if self._fresh else None
         self._fresh = False
@@ -97,8 +103,9 @@ class WorkerLoader:
         self.close()
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold gRPC or event loops
         parent, child = context.Pipe()
+        seed, self._seed = self._seed, None  # a restarted child reads every file again
         self._process = context.Process(
-            target=_child_main, args=(child, self._environ), name="gateway-authz-config-reader", daemon=True
+            target=_child_main, args=(child, self._environ, seed), name="gateway-authz-config-reader", daemon=True
         )
         self._process.start()
         child.close()
@@ -116,9 +123,9 @@ class WorkerLoader:
             self._process = None
 
 
-def _child_main(conn: Connection, environ: dict[str, str] | None) -> None:
+def _child_main(conn: Connection, environ: dict[str, str] | None, seed: EstateState | None) -> None:
     """The child: answer each request (path, digests the parent knows or None) until the pipe closes."""
-    loader = EstateLoader(environ=environ)
+    loader = EstateLoader(environ=environ, known=seed)
     sent: dict[str, str] = {}
     while True:
         try:

@@ -122,6 +122,9 @@ class ConfigHolder:
 
     async def watch(self) -> None:
         """Reload every ``configTtlSeconds`` until cancelled."""
+        prepare = getattr(self._loader, "prepare", None)
+        if callable(prepare):
+            prepare()  # a reader process starts importing now, to be ready for the first tick
         try:
             while True:
                 await asyncio.sleep(self.runtime.settings.cache.config_ttl_seconds)
