@@ -323,36 +323,39 @@ def read_raw_assignments(reader: Reader, value: object, location: str) -> tuple[
     """Every well-formed assignment, naming its role by exactly one of ``roleDefinitionName`` or ``…Id``."""
     result = []
     for position, (item_location, item) in enumerate(reader.items(value, location)):
-        fast = _plain_assignment(item, position)
-        if fast is not None:
-            result.append(fast)
-            continue
-        raw = reader.mapping(
-            item,
-            item_location,
-            required=("principalId", "principalType", "scope"),
-            optional=("roleDefinitionName", "roleDefinitionId"),
-        )
-        if raw is None:
-            continue
-        principal = reader.guid(raw.get("principalId"), at(item_location, "principalId"))
-        kind = None
-        if raw.get("principalType") is not None:
-            kind = reader.choice(
-                raw["principalType"],
-                at(item_location, "principalType"),
-                _PRINCIPAL_TYPES,
-                what="principalType",
-            )
-        scope = _scope(reader, raw.get("scope"), at(item_location, "scope"))
-        reference = _raw_role_reference(reader, raw, item_location)
-        if reference is None:
-            continue
-        role_name, role_id = reference
-        principal_type = _PRINCIPAL_TYPES[kind] if kind is not None else None
-        scope = sys.intern(scope) if scope is not None else None  # many assignments share a scope
-        result.append(RawAssignment(principal, principal_type, role_name, role_id, scope, position))
+        checked = _plain_assignment(item, position) or checked_assignment(reader, item, item_location, position)
+        if checked is not None:
+            result.append(checked)
     return tuple(result)
+
+
+def checked_assignment(reader: Reader, item: object, item_location: str, position: int) -> RawAssignment | None:
+    """One assignment through every check, each problem recorded (what :func:`_plain_assignment` must agree with)."""
+    raw = reader.mapping(
+        item,
+        item_location,
+        required=("principalId", "principalType", "scope"),
+        optional=("roleDefinitionName", "roleDefinitionId"),
+    )
+    if raw is None:
+        return None
+    principal = reader.guid(raw.get("principalId"), at(item_location, "principalId"))
+    kind = None
+    if raw.get("principalType") is not None:
+        kind = reader.choice(
+            raw["principalType"],
+            at(item_location, "principalType"),
+            _PRINCIPAL_TYPES,
+            what="principalType",
+        )
+    scope = _scope(reader, raw.get("scope"), at(item_location, "scope"))
+    reference = _raw_role_reference(reader, raw, item_location)
+    if reference is None:
+        return None
+    role_name, role_id = reference
+    principal_type = _PRINCIPAL_TYPES[kind] if kind is not None else None
+    scope = sys.intern(scope) if scope is not None else None  # many assignments share a scope
+    return RawAssignment(principal, principal_type, role_name, role_id, scope, position)
 
 
 def _plain_assignment(item: object, position: int) -> RawAssignment | None:

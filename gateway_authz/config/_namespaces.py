@@ -188,9 +188,13 @@ def read_rules(reader: Reader, secrets: Secrets, value: object, location: str) -
 def _rule(
     reader: Reader, secrets: Secrets, value: object, location: str, seen: dict[str, str]
 ) -> AuthorizationRule | None:
-    fast = _plain_rule(secrets, value, location, seen)
-    if fast is not None:
-        return fast
+    return _plain_rule(secrets, value, location, seen) or checked_rule(reader, secrets, value, location, seen)
+
+
+def checked_rule(
+    reader: Reader, secrets: Secrets, value: object, location: str, seen: dict[str, str]
+) -> AuthorizationRule | None:
+    """One rule through every check, each problem recorded (what :func:`_plain_rule` must agree with)."""
     raw = reader.mapping(value, location, required=("keyName", "primaryKey", "rights"), optional=("secondaryKey",))
     if raw is None:
         return None
