@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core.errors import ConfigError, ConfigProblem
 from ..core.settings import (
@@ -57,6 +57,7 @@ class EstateMerger:
     def __init__(self) -> None:
         self._resolved: _Resolved | None = None
         self._roles: tuple[RoleDefinition, ...] = ()  # the last merge's, reused while equal (the RBAC index too)
+        self._last: _Merged | None = None  # the last good merge of a directory, to patch
 
     def merge(self, files: Sequence[tuple[str, FileRead]], *, directory: bool, source: str) -> Settings:
         """The configuration of ``files`` (in order); raises :class:`ConfigError` naming every problem.
@@ -64,6 +65,17 @@ class EstateMerger:
         ``directory``: the files are a §5 directory (problems are prefixed with the file name and an estate
         with no namespace and no issuer is refused); otherwise ``files`` is the one file of the §2 form.
         """
+        if directory and self._last is not None:
+            patched = self._last.patched(files, source)
+            if patched is not None:
+                self._last = patched
+                return patched.settings
+        settings = self._merge(files, directory=directory, source=source)
+        if directory:
+            self._last = _Merged.of(files, settings)
+        return settings
+
+    def _merge(self, files: Sequence[tuple[str, FileRead]], *, directory: bool, source: str) -> Settings:
         problems: list[ConfigProblem] = []
         valid: list[tuple[str | None, Fragment]] = []
         for name, read in files:
@@ -126,6 +138,70 @@ class EstateMerger:
         if not reader.problems:
             self._resolved = _Resolved(raw_key, role_key, result)
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Merged:
+    """A good merge of a directory, kept so that a change to namespace files only can be patched in.
+
+    Every file that changed (or went) must hold namespaces only, before and after, without problems; the new
+    namespaces' names and hosts must not be taken. Anything else (roles, issuers, assignments, one-file sections, a
+    conflict to report) goes through the full merge, which also words its problems.
+    """
+
+    reads: dict[str, FileRead]
+    names: dict[str, str]  # folded namespace name -> file
+    hosts: dict[str, str]  # host -> file
+    settings: Settings
+
+    @classmethod
+    def of(cls, files: Sequence[tuple[str, FileRead]], settings: Settings) -> _Merged:
+        names: dict[str, str] = {}
+        hosts: dict[str, str] = {}
+        for name, read in files:
+            for namespace in read.fragment.namespaces if read.fragment is not None else ():
+                names[namespace.name.lower()] = name
+                hosts.update(dict.fromkeys(namespace.hosts, name))
+        return cls(dict(files), names, hosts, settings)
+
+    def patched(self, files: Sequence[tuple[str, FileRead]], source: str) -> _Merged | None:
+        if source != self.settings.source:
+            return None
+        current = dict(files)
+        changed = [name for name, read in files if self.reads.get(name) is not read]
+        gone = [name for name in self.reads if name not in current]
+        if len(changed) + len(gone) > max(8, len(files) // 8):
+            return None  # a large change: the full merge is as cheap, and checks everything
+        names, hosts = dict(self.names), dict(self.hosts)
+        for name in (*changed, *gone):
+            before = self.reads.get(name)
+            if before is not None:
+                if not _namespaces_only(before):
+                    return None
+                for namespace in before.fragment.namespaces if before.fragment is not None else ():
+                    names.pop(namespace.name.lower(), None)
+                    for host in namespace.hosts:
+                        hosts.pop(host, None)
+        for name in changed:
+            read = current[name]
+            if read.problems or not _namespaces_only(read):
+                return None
+            for namespace in read.fragment.namespaces if read.fragment is not None else ():
+                if names.setdefault(namespace.name.lower(), name) != name:
+                    return None
+                for host in namespace.hosts:
+                    if hosts.setdefault(host, name) != name:
+                        return None
+        namespaces = tuple(ns for _, read in files if read.fragment is not None for ns in read.fragment.namespaces)
+        if not namespaces and not self.settings.identity.issuers:
+            return None
+        settings = replace(self.settings, namespaces=namespaces, fingerprint=_fingerprint(files, True))
+        return _Merged(current, names, hosts, settings)
+
+
+def _namespaces_only(read: FileRead) -> bool:
+    fragment = read.fragment
+    return fragment is not None and fragment == Fragment(namespaces=fragment.namespaces)
 
 
 class _Conflicts:
@@ -217,9 +293,8 @@ def _fingerprint(files: Sequence[tuple[str, FileRead]], directory: bool) -> str:
     """A single file's own digest (bytes and keys); for a directory, one over every name and digest."""
     if not directory:
         return files[0][1].digest if files else ""
-    parts = [b"gateway-authz config directory v1\x00"]
-    for name, read in files:  # each part length-prefixed, so no two listings give the same bytes
-        for part in (name.encode("utf-8", "surrogateescape"), read.digest.encode()):
-            parts.append(len(part).to_bytes(8, "big"))
-            parts.append(part)
-    return hashlib.sha256(b"".join(parts)).hexdigest()
+    # each part length-prefixed, so no two listings give the same text
+    text = "".join([f"{len(name)}:{name}{len(read.digest)}:{read.digest}" for name, read in files])
+    digest = hashlib.sha256(b"gateway-authz config directory v2\x00")
+    digest.update(text.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()

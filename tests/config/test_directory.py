@@ -344,6 +344,31 @@ def test_added_and_removed_files_are_noticed(tmp_path: Path) -> None:
     assert [ns.name for ns in loader(str(tmp_path)).namespaces] == ["ns000-relay", "ns002-relay", "added-ns"]
 
 
+def test_a_conflict_brought_by_a_later_change_is_reported_with_both_places(tmp_path: Path) -> None:
+    """Small changes to namespace files are patched into the last merge; a conflict still gets the full report."""
+    estate(tmp_path, 10)
+    loader = EstateLoader(environ={})
+    first = loader(str(tmp_path))
+    write(tmp_path, "ns004.yaml", {"namespaces": [namespace("ns004-relay", key=KEY_B)]})
+    patched = loader(str(tmp_path))
+    assert patched.namespaces[4].rules[0].primary_key == KEY_B and patched.fingerprint != first.fingerprint
+    assert patched.role_assignments is first.role_assignments
+    write(tmp_path, "zz.yaml", {"namespaces": [namespace("NS002-relay", host="other.example.net")]})
+    with pytest.raises(ConfigError) as caught:
+        loader(str(tmp_path))
+    assert [str(p) for p in caught.value.problems] == [
+        "zz.yaml: namespaces[0].name: duplicate namespace name; it is already defined at ns002.yaml: namespaces[0].name"
+    ]
+    write(tmp_path, "zz.yaml", {"namespaces": [namespace("other-relay", host="ns003-relay.servicebus.windows.net")]})
+    with pytest.raises(ConfigError) as caught:
+        loader(str(tmp_path))
+    assert "zz.yaml: namespaces[0].hosts[0]: duplicate host; it is already defined at ns003.yaml" in str(caught.value)
+    (tmp_path / "zz.yaml").unlink()
+    (tmp_path / "ns009.yaml").unlink()
+    assert [ns.name for ns in loader(str(tmp_path)).namespaces][-1] == "ns008-relay"
+    assert load_settings(tmp_path, environ={}).fingerprint == loader(str(tmp_path)).fingerprint
+
+
 def test_the_holder_starts_from_what_the_first_load_read(tmp_path: Path) -> None:
     """``load_settings`` hands its reads to the reloader: the first tick after start parses nothing."""
     estate(tmp_path, 5)

@@ -65,6 +65,21 @@ class Writer:
             self.writes += 1
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as listing:
+            return [int(p) for p in listing.read().split()]
+    except OSError:
+        return []
+
+
 def reloads(admin_port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -102,31 +117,39 @@ def main(argv: list[str] | None = None) -> int:
         try:
             targets = {"direct": (service.port, "/ext_authz"), "envoy": (envoy_port, "")}
             print(f"# {fx.machine()}; {args.namespaces} namespaces; wrk -c{args.connections}, {args.duration:g} s")
-            ratios: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+            ratios: dict[str, list[tuple[float, float, float]]] = {name: [] for name in targets}
             for round_ in range(args.rounds):
                 for name, (port, prefix) in targets.items():
                     runs: dict[str, dict[str, float]] = {}
                     order = ("quiet", "changing") if round_ % 2 == 0 else ("changing", "quiet")
                     for mode in order:
                         before = reloads(service.admin_port)
+                        pids = [service.proc.pid, *children(service.proc.pid)]
+                        cpu_before = [cpu_seconds(p) for p in pids]
                         if mode == "changing":
                             with Writer(config, args.namespaces):
                                 result = _wrk(wrk, port, prefix, token_file, args)
                         else:
                             result = _wrk(wrk, port, prefix, token_file, args)
                         result["reloads"] = reloads(service.admin_port) - before
+                        spent = [cpu_seconds(p) - b for p, b in zip(pids, cpu_before, strict=True)]
+                        result["cpu_us"] = spent[0] / result["requests"] * 1e6
+                        result["reader_cpu"] = sum(spent[1:]) / args.duration
                         runs[mode] = result
                         print(
                             f"round {round_ + 1} {name:>6} {mode:>8}: {result['rps']:>9,.0f} req/s  "
-                            f"p99 {result['p99_us'] / 1000:6.2f} ms  reloads {result['reloads']:.0f}",
+                            f"p99 {result['p99_us'] / 1000:6.2f} ms  service CPU {result['cpu_us']:5.1f} µs/req  "
+                            f"reader CPU {result['reader_cpu'] * 100:4.1f}%  reloads {result['reloads']:.0f}",
                             flush=True,
                         )
                     q, c = runs["quiet"], runs["changing"]
-                    ratios[name].append((c["rps"] / q["rps"], c["p99_us"] / q["p99_us"]))
+                    ratios[name].append((c["rps"] / q["rps"], c["p99_us"] / q["p99_us"], c["cpu_us"] / q["cpu_us"]))
             for name, pairs in ratios.items():
                 rps = statistics.median(p[0] for p in pairs)
                 p99 = statistics.median(p[1] for p in pairs)
+                cpu = statistics.median(p[2] for p in pairs)
                 verdict = "met" if rps >= 0.9 and p99 <= 1.2 else "NOT met"
+                print(f"{name:>6}: service CPU per request, changing/quiet {cpu:.3f}")
                 print(
                     f"{name:>6}: changing/quiet req/s {rps:.3f} (goal >= 0.9), p99 {p99:.3f} (goal <= 1.2): {verdict}"
                 )
