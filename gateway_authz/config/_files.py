@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ _MAX_FILE_BYTES_LIMIT = 1024 * 1024 * 1024
 _SUFFIXES = (".yaml", ".yml", ".json")
 _ATTEMPTS = 5  # reads overlapping a change before giving up for this tick
 _DATA_LINK = "..data"
+_RACY_NS = 2_000_000_000  # 2 s: coarser than any file system's timestamp granularity that matters here
 
 # (bytes, base directory, single file?) -> the file's checked contents
 Parser = Callable[[bytes, Path, bool], FileRead]
@@ -64,13 +66,35 @@ def _stat_identity(path: str) -> FileIdentity | None:
 
 @dataclass(frozen=True, slots=True)
 class _Known:
-    """A file as last read: its identity, the hash of its bytes and what they were found to contain."""
+    """A file as last read: its identity, the hash of its bytes and what they were found to contain.
+
+    ``read_at`` (ns) guards against a file written again within the file system's timestamp granularity: same
+    inode, same size (a rotated key is as long as the old one) and the same coarse mtime would look unchanged. An
+    identity whose mtime is within :data:`_RACY_NS` of the read is not trusted: the file (or the config file that
+    names the secret) is read again until its mtime is safely older than the read ("racy git", the same cure).
+    """
 
     identity: FileIdentity
     content: bytes
     read: FileRead
+    read_at: int = 0
+
+    def trusted(self, identity: FileIdentity | None) -> bool:
+        return identity == self.identity and identity[3] < self.read_at - _RACY_NS
 
     def secrets_unchanged(self) -> bool:
+        """Every secret is the file that was read (and not racy), and every missing one is still missing."""
+        for path, identity in self.read.secret_files:
+            now = _stat_identity(path)
+            if identity is None:
+                if now is not None:
+                    return False
+            elif now != identity or identity[3] >= self.read_at - _RACY_NS:
+                return False
+        return True
+
+    def secrets_same(self) -> bool:
+        """Every secret is still the file that was read (or still missing): identities only, for a stable read."""
         return all(_stat_identity(path) == identity for path, identity in self.read.secret_files)
 
 
@@ -90,7 +114,15 @@ class EstateState:
         """This state less the parsed contents: what a reader needs to tell a changed file from an unchanged one
         (identity, hash, digest, secrets), small enough to hand to a child process."""
         light = tuple(
-            (name, _Known(k.identity, k.content, FileRead(None, k.read.problems, k.read.digest, k.read.secret_files)))
+            (
+                name,
+                _Known(
+                    k.identity,
+                    k.content,
+                    FileRead(None, k.read.problems, k.read.digest, k.read.secret_files),
+                    k.read_at,
+                ),
+            )
             for name, k in self.known
         )
         return EstateState(self.path, light, EstateMerger())
@@ -184,7 +216,7 @@ class EstateLoader:
             identity = _stat_identity(path)
             if identity is None:
                 raise _Changed  # listed a moment ago: removed since
-            if known is not None and known.identity == identity and known.secrets_unchanged():
+            if known is not None and known.trusted(identity) and known.secrets_unchanged():
                 result.append((name, known))
                 continue
             changed = True
@@ -193,7 +225,7 @@ class EstateLoader:
             if link != (_data_link(source) if directory else None):
                 raise _Changed
             for name, known in result:
-                if _stat_identity(os.path.join(base, name)) != known.identity or not known.secrets_unchanged():
+                if _stat_identity(os.path.join(base, name)) != known.identity or not known.secrets_same():
                     raise _Changed
             if directory and _listing(source) != names:
                 raise _Changed
@@ -201,6 +233,7 @@ class EstateLoader:
 
     def _read_one(self, path: str, base: str, known: _Known | None, *, single: bool) -> _Known:
         cap = max_file_bytes(self._environ)
+        read_at = time.time_ns()
         try:
             with open(path, "rb") as handle:
                 identity = _identity(os.fstat(handle.fileno()))
@@ -212,8 +245,8 @@ class EstateLoader:
             return _Known((0, 0, -1, 0), b"", FileRead(None, (problem,), ""))
         content = hashlib.sha256(data).digest()
         if known is not None and known.content == content and known.secrets_unchanged():
-            return _Known(identity, content, known.read)  # touched, not changed: nothing to parse
-        return _Known(identity, content, self._parse(data, Path(base), single))
+            return _Known(identity, content, known.read, read_at)  # touched, not changed: nothing to parse
+        return _Known(identity, content, self._parse(data, Path(base), single), read_at)
 
 
 def _listing(directory: Path) -> list[str]:

@@ -377,3 +377,27 @@ def test_the_holder_starts_from_what_the_first_load_read(tmp_path: Path) -> None
     loader = EstateLoader(environ={}, parse=parse, start=settings)
     assert loader(str(tmp_path)) is settings
     assert parse.calls == 0
+
+
+def test_a_same_size_rewrite_within_the_timestamp_granularity_is_not_missed(tmp_path: Path) -> None:
+    """A key rotated in place to a key of the same length, with the very same mtime (a coarse file system clock):
+    inode, size and mtime all match, yet the new bytes are read, because a fresh mtime is never trusted."""
+    path = write(tmp_path, "a.yaml", {"namespaces": [namespace("alpha-ns", key=KEY_A)]})
+    stamp = path.stat().st_mtime_ns
+    loader = EstateLoader(environ={})
+    assert loader(str(tmp_path)).namespaces[0].rules[0].primary_key == KEY_A
+    write(tmp_path, "a.yaml", {"namespaces": [namespace("alpha-ns", key=KEY_B)]})
+    os.utime(path, ns=(stamp, stamp))  # same inode, same size, same mtime as when it was read
+    assert loader(str(tmp_path)).namespaces[0].rules[0].primary_key == KEY_B
+
+
+def test_a_secret_rewritten_within_the_timestamp_granularity_is_not_missed(tmp_path: Path) -> None:
+    secret = tmp_path / "root.key"
+    secret.write_text(KEY_A)
+    stamp = secret.stat().st_mtime_ns
+    write(tmp_path, "a.yaml", {"namespaces": [namespace("alpha-ns", key={"file": "root.key"})]})
+    loader = EstateLoader(environ={})
+    assert loader(str(tmp_path)).namespaces[0].rules[0].primary_key == KEY_A
+    secret.write_text(KEY_B)
+    os.utime(secret, ns=(stamp, stamp))
+    assert loader(str(tmp_path)).namespaces[0].rules[0].primary_key == KEY_B
