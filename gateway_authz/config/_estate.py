@@ -28,8 +28,8 @@ from ..core.settings import (
     Settings,
 )
 from ..entra.roles import BUILTIN_ROLES
+from ._assignments import resolve_assignments
 from ._fragment import FileRead, Fragment
-from ._identity import resolve_assignments
 from ._reader import Reader
 
 __all__ = ["EstateMerger", "place"]

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..core.errors import ConfigProblem
 from ..core.settings import CacheSettings, Issuer, Namespace, RoleDefinition, SasSettings
 from ..entra.roles import BUILTIN_ROLES
-from ._identity import RawAssignment, read_identity, read_raw_assignments, read_role_definitions
+from ._assignments import RawAssignment, read_raw_assignments
+from ._identity import read_identity, read_role_definitions
 from ._namespaces import read_namespaces
 from ._reader import Reader, at
 from ._secrets import Secrets

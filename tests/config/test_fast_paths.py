@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway_authz.config._identity import _plain_assignment, checked_assignment
+from gateway_authz.config._assignments import _plain_assignment, checked_assignment
 from gateway_authz.config._namespaces import _plain_rule, checked_rule
 from gateway_authz.config._reader import Reader
 from gateway_authz.config._secrets import Secrets
