@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import pickle
+import signal
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from types import MappingProxyType
@@ -125,6 +126,8 @@ class WorkerLoader:
 
 def _child_main(conn: Connection, environ: dict[str, str] | None, seed: EstateState | None) -> None:
     """The child: answer each request (path, digests the parent knows or None) until the pipe closes."""
+    # Ctrl-C reaches the whole process group: the parent decides when this child stops (pipe closed, terminate).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     loader = EstateLoader(environ=environ, known=seed)
     sent: dict[str, str] = {}
     while True:
