@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..core.build_info import package_version
 from ..core.errors import ConfigError
 from ..core.settings import Entity, Namespace
-from . import check, decision_tests, validate
+from . import check, config_import, decision_tests, validate
 from ._common import HelpfulParser, default_config, fill_missing_help
 from ._common import Usage as _Usage
 from .demo import add_demo_parser, demo
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "config", help="validate or create a configuration", description="Validate or create a configuration."
     ).add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     validate.register(config)
+    config_import.add_parser(config)
     init = config.add_parser(
         "init",
         help="print a starter config for a new namespace",

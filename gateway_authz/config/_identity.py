@@ -1,4 +1,4 @@
-"""Bearer-JWT issuers, custom role definitions and role assignments.
+"""Bearer-JWT issuers and custom role definitions (role assignments are in :mod:`._assignments`).
 
 The issuer checks are the hard bounds of style-anchors P4: an explicit algorithm allow-list that can never
 hold ``none`` or an HMAC algorithm, a capped leeway, https for every URL that keys come from (http only on
@@ -15,32 +15,24 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..core.settings import Identity, Issuer, PrincipalType, RoleAssignment, RoleDefinition
+from ..core.settings import Identity, Issuer, RoleDefinition
 from ..entra.roles import BUILTIN_ROLES
-from ._reader import GUID_PATTERN, Reader, at, index, show
+from ._reader import Reader, at, index, show
 
 __all__ = [
     "ALGORITHMS",
     "MAX_LEEWAY_SECONDS",
     "read_identity",
-    "read_role_assignments",
     "read_role_definitions",
 ]
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 MAX_LEEWAY_SECONDS = 300
 TENANT_PLACEHOLDER = "{tenantid}"
-_PRINCIPAL_TYPES: dict[str, PrincipalType] = {
-    "User": "User",
-    "Group": "Group",
-    "ServicePrincipal": "ServicePrincipal",
-}
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _KEY_TYPES = frozenset({"RSA", "EC"})
 _MAX_JSON_DEPTH = 16
 _PERMISSION = re.compile(r"[!-~]+")
-_SCOPE = re.compile(r"/|/subscriptions(?:/[^/\s]+)+", re.IGNORECASE)
-_ROLE_ID_PATH = re.compile(r"(?:/[^/\s]+)*/providers/Microsoft\.Authorization/roleDefinitions/([^/\s]+)", re.I)
 _PERMISSION_LISTS = ("actions", "notActions", "dataActions", "notDataActions")
 
 
@@ -285,91 +277,3 @@ def _permissions(reader: Reader, value: object, location: str) -> tuple[str, ...
         if text is not None:
             result.append(text)
     return tuple(result) if valid else None
-
-
-def read_role_assignments(
-    reader: Reader, value: object, location: str, roles: tuple[RoleDefinition, ...], declared: frozenset[str]
-) -> tuple[RoleAssignment, ...]:
-    """Assignments with their role resolved to a role definition id; an unknown role is a problem."""
-    by_name = {role.role_name.casefold(): role.id for role in roles}
-    by_id = {role.id for role in roles}
-    result = []
-    for item_location, item in reader.items(value, location):
-        raw = reader.mapping(
-            item,
-            item_location,
-            required=("principalId", "principalType", "scope"),
-            optional=("roleDefinitionName", "roleDefinitionId"),
-        )
-        if raw is None:
-            continue
-        principal = reader.guid(raw.get("principalId"), at(item_location, "principalId"))
-        kind = None
-        if raw.get("principalType") is not None:
-            kind = reader.choice(
-                raw["principalType"],
-                at(item_location, "principalType"),
-                _PRINCIPAL_TYPES,
-                what="principalType",
-            )
-        scope = _scope(reader, raw.get("scope"), at(item_location, "scope"))
-        role_id = _role_reference(reader, raw, item_location, by_name, by_id, declared)
-        if principal is None or kind is None or scope is None or role_id is None:
-            continue
-        result.append(
-            RoleAssignment(
-                principal_id=principal,
-                principal_type=_PRINCIPAL_TYPES[kind],
-                role_definition_id=role_id,
-                scope=scope,
-            )
-        )
-    return tuple(result)
-
-
-def _role_reference(
-    reader: Reader,
-    raw: dict[str, object],
-    location: str,
-    by_name: dict[str, str],
-    by_id: set[str],
-    declared: frozenset[str],
-) -> str | None:
-    """The role definition id named by exactly one of ``roleDefinitionName`` or ``roleDefinitionId``."""
-    name_value, id_value = raw.get("roleDefinitionName"), raw.get("roleDefinitionId")
-    if (name_value is None) == (id_value is None):
-        reader.add(location, "must have exactly one of roleDefinitionName or roleDefinitionId")
-        return None
-    if name_value is not None:
-        name_location = at(location, "roleDefinitionName")
-        name = reader.string(name_value, name_location, max_length=512)
-        if name is None:
-            return None
-        found = by_name.get(name.casefold())
-        if found is None and name.casefold() not in declared:
-            reader.add(name_location, f"unknown role {name!r}")
-        return found
-    id_location = at(location, "roleDefinitionId")
-    text = reader.string(id_value, id_location, max_length=1024)
-    if text is None:
-        return None
-    match = _ROLE_ID_PATH.fullmatch(text)
-    guid = match.group(1) if match else text
-    if not GUID_PATTERN.fullmatch(guid):
-        reader.add(id_location, "must be a GUID or a .../providers/Microsoft.Authorization/roleDefinitions/<GUID> id")
-        return None
-    guid = guid.lower()
-    if guid not in by_id:
-        if guid not in declared:
-            reader.add(id_location, f"unknown role definition {guid}")
-        return None
-    return guid
-
-
-def _scope(reader: Reader, value: object, location: str) -> str | None:
-    """An ARM scope: ``/`` or ``/subscriptions/...`` with non-empty segments and no trailing ``/``."""
-    text = reader.string(value, location, max_length=2048)
-    if text is not None and not _SCOPE.fullmatch(text):
-        reader.add(location, "must be '/' or an ARM scope like /subscriptions/<id>/resourceGroups/<name>/...")
-        return None
-    return text

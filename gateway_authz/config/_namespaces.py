@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 
 from ..core.model import Right
 from ..core.resources import canonical_segments
@@ -32,14 +33,25 @@ _ROUTE_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
 _METHOD = re.compile(r"[A-Z][A-Z0-9!#$%&'*+.^_`|~-]*")
 _ENTITY_KINDS = ((EntityKind.HYBRID_CONNECTION, "hybridConnections"), (EntityKind.WCF_RELAY, "wcfRelays"))
 _RIGHTS = {right.value: right for right in Right}
+# Every possible set of rights, so that rules share one frozenset each instead of one per rule (estate scale).
+_RULE_KEYS = frozenset({"keyName", "primaryKey", "secondaryKey", "rights"})
+_ALL_RIGHTS = tuple(Right)
+_RIGHT_SETS = {
+    s: s
+    for s in (
+        frozenset(r for bit, r in enumerate(_ALL_RIGHTS) if mask >> bit & 1) for mask in range(1 << len(_ALL_RIGHTS))
+    )
+}
 
 
-def read_namespaces(reader: Reader, secrets: Secrets, value: object, location: str) -> tuple[Namespace, ...]:
+def read_namespaces(
+    reader: Reader, secrets: Secrets, value: object, location: str, *, required: bool = True
+) -> tuple[Namespace, ...]:
     """Every valid namespace; names and hosts are unique across the file (a host picks its namespace)."""
     names: dict[str, str] = {}
     hosts: dict[str, str] = {}
     result = []
-    for item_location, item in reader.items(value, location, required=True):
+    for item_location, item in reader.items(value, location, required=required):
         namespace = _namespace(reader, secrets, item, item_location, names, hosts)
         if namespace is not None:
             result.append(namespace)
@@ -176,6 +188,13 @@ def read_rules(reader: Reader, secrets: Secrets, value: object, location: str) -
 def _rule(
     reader: Reader, secrets: Secrets, value: object, location: str, seen: dict[str, str]
 ) -> AuthorizationRule | None:
+    return _plain_rule(secrets, value, location, seen) or checked_rule(reader, secrets, value, location, seen)
+
+
+def checked_rule(
+    reader: Reader, secrets: Secrets, value: object, location: str, seen: dict[str, str]
+) -> AuthorizationRule | None:
+    """One rule through every check, each problem recorded (what :func:`_plain_rule` must agree with)."""
     raw = reader.mapping(value, location, required=("keyName", "primaryKey", "rights"), optional=("secondaryKey",))
     if raw is None:
         return None
@@ -194,12 +213,45 @@ def _rule(
     secondary_ok = raw.get("secondaryKey") is None or secondary is not None
     if key_name is None or primary is None or rights is None or not secondary_ok:
         return None
+    key_name = sys.intern(key_name)  # names like RootManageSharedAccessKey recur in every namespace
     return AuthorizationRule(
         key_name=key_name,
         primary_key=primary,
         secondary_key=secondary or None,
         rights=rights,
         unavailable=secrets.missing_under(location),
+    )
+
+
+def _plain_rule(secrets: Secrets, value: object, location: str, seen: dict[str, str]) -> AuthorizationRule | None:
+    """The rule, when it is written the plain way (literal keys, valid as they stand), else ``None``.
+
+    At estate scale rules are most of the work; this accepts only what the full checks below accept, with the same
+    result, and leaves everything else (including every problem to report) to them.
+    """
+    if type(value) is not dict or not value.keys() <= _RULE_KEYS:
+        return None
+    key_name, primary, rights = value.get("keyName"), value.get("primaryKey"), value.get("rights")
+    secondary = value.get("secondaryKey")
+    if type(key_name) is not str or len(key_name) > 50 or not _KEY_NAME.fullmatch(key_name):
+        return None
+    if key_name.lower() in seen or type(primary) is not str or (secondary is not None and type(secondary) is not str):
+        return None
+    if type(rights) is not list or not 0 < len(rights) <= len(_RIGHTS) or len(set(map(str, rights))) != len(rights):
+        return None
+    if not all(type(r) is str and r in _RIGHTS for r in rights):
+        return None
+    granted = _RIGHT_SETS[frozenset(_RIGHTS[r] for r in rights)]
+    if Right.MANAGE in granted and not {Right.LISTEN, Right.SEND} <= granted:
+        return None
+    if not secrets.literal(primary, at(location, "primaryKey")):
+        return None
+    if secondary is not None and not secrets.literal(secondary, at(location, "secondaryKey")):
+        secrets.resolved.pop()  # the primary's record: the full checks record it again
+        return None
+    seen[key_name.lower()] = at(location, "keyName")
+    return AuthorizationRule(
+        key_name=sys.intern(key_name), primary_key=primary, secondary_key=secondary, rights=granted
     )
 
 
@@ -223,7 +275,7 @@ def _rights(reader: Reader, value: object, location: str) -> frozenset[Right] | 
     if Right.MANAGE in rights and not {Right.LISTEN, Right.SEND} <= rights:
         reader.add(location, "Manage is only valid together with Listen and Send: use [Manage, Listen, Send]")
         return None
-    return frozenset(rights)
+    return _RIGHT_SETS[frozenset(rights)]
 
 
 def _entities(reader: Reader, secrets: Secrets, raw: dict[str, object], location: str) -> tuple[Entity, ...] | None:

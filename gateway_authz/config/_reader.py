@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
+import sys
 from collections.abc import Collection, Iterable
 from typing import TypeVar
 
 from ..core.errors import ConfigProblem
 
-__all__ = ["GUID_PATTERN", "Reader", "at", "index", "show"]
+__all__ = ["GUID_PATTERN", "Reader", "at", "index", "plain", "show"]
 
 _N = TypeVar("_N", int, float)
 
@@ -33,6 +33,12 @@ def at(location: str, key: str) -> str:
 def index(location: str, i: int) -> str:
     """The location of item ``i`` of the list at ``location`` (``namespaces[0]``)."""
     return f"{location}[{i}]"
+
+
+def plain(value: object, max_length: int) -> bool:
+    """Whether ``value`` is what :meth:`Reader.string` accepts without a pattern: a non-empty string of at most
+    ``max_length`` characters, no control characters. For fast paths that fall back to the checks that report."""
+    return type(value) is str and 0 < len(value) <= max_length and not _CONTROL.search(value)
 
 
 def show(value: object) -> str:
@@ -196,7 +202,7 @@ class Reader:
     def guid(self, value: object, location: str) -> str | None:
         """A GUID in the 8-4-4-4-12 form, returned lower-case (Entra ids compare case-insensitively)."""
         text = self.string(value, location, max_length=36, pattern=GUID_PATTERN, rule="must be a GUID")
-        return str(uuid.UUID(text)) if text is not None else None
+        return sys.intern(text.lower()) if text is not None else None  # shared: ids repeat across assignments
 
     def unique(self, location: str, key: str, seen: dict[str, str], *, what: str) -> bool:
         """Record ``key`` (already case-folded); a repeat is a problem that names the first location."""

@@ -15,6 +15,7 @@ file, a key with whitespace, an unset variable) is still a config error.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +46,9 @@ class Secrets:
         self._allow_missing = allow_missing
         self.resolved: list[tuple[str, str]] = []
         self.missing: dict[str, str] = {}  # location -> "location: what is missing"
+        # Every secret file asked for, with the identity (device, inode, size, mtime) of what was read, or None
+        # when it could not be opened: a reload re-reads the config file when one of them is no longer that file.
+        self.files: list[tuple[Path, tuple[int, int, int, int] | None]] = []
 
     def missing_under(self, location: str) -> tuple[str, ...]:
         """The missing key references at or below ``location`` (a rule's location: both its keys)."""
@@ -109,13 +113,18 @@ class Secrets:
         path = self._base_dir / name
         try:
             with path.open("rb") as handle:
+                seen = os.fstat(handle.fileno())
+                self.files.append((path, (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns)))
                 data = handle.read(MAX_SECRET_FILE_BYTES + 1)
         except FileNotFoundError:
+            self.files.append((path, None))  # watched: its arrival is a change a reload must see
             if self._allow_missing:
                 raise _Missing(f"secret file {name} is missing") from None
             self._reader.add(location, f"cannot read secret file {name}: No such file or directory")
             return None
         except OSError as exc:
+            if not self.files or self.files[-1][0] is not path:
+                self.files.append((path, None))
             self._reader.add(location, f"cannot read secret file {name}: {exc.strerror or type(exc).__name__}")
             return None
         if len(data) > MAX_SECRET_FILE_BYTES:
@@ -130,6 +139,14 @@ class Secrets:
         if not text and self._allow_missing:
             raise _Missing(f"secret file {name} is empty")
         return text
+
+    def literal(self, key: str, location: str) -> bool:
+        """Record a literal key that is clean as written (a fast path; ``False``: use :meth:`key`, which reports)."""
+        clean = 0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and not _BAD_KEY_CHARS.search(key)
+        if clean and key == key.strip():
+            self.resolved.append((location, key))
+            return True
+        return False
 
     def _usable(self, key: str, location: str) -> bool:
         """Reject keys that cannot be right: empty, over-long, control characters or outer whitespace."""

@@ -1,14 +1,17 @@
 """The configuration in use, and how it changes without a restart.
 
-The file is re-read every ``cache.configTtlSeconds`` (and on SIGHUP), on a worker thread; when what it resolves
-to (the file and every ``{env:}``/``{file:}`` secret) differs from what is serving, a new :class:`Runtime` is
-compiled and swapped in whole on the event loop, which also drops the decision cache. A file that fails to load
+The source is looked at every ``cache.configTtlSeconds`` (and on SIGHUP): a file on a worker thread, a directory
+(contract §5) by a child process (:mod:`._worker`); either way only files whose identity changed are read again and
+only changed bytes are parsed (:mod:`._files`). When what it resolves to (the files and every ``{env:}``/``{file:}``
+secret) differs from what is serving, a new :class:`Runtime` is compiled, reusing every namespace that did not
+change, and swapped in whole on the event loop, which also drops the decision cache. A file that fails to load
 keeps the last good configuration serving; the failure is logged, counted, and shown by readiness.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,11 +20,20 @@ from ..core.errors import ConfigError
 from ..core.metrics import Metrics
 from ..core.settings import Settings
 from ..decision.runtime import Runtime
+from ._files import EstateLoader
+from ._worker import WorkerLoader
 from .warnings import log_warnings
 
 __all__ = ["ConfigHolder", "Loader"]
 
 Loader = Callable[[str], Settings]
+
+
+def _default_loader(path: str, settings: Settings) -> Loader:
+    # The service's own loads: key material not there yet is unavailable (503, unready), never a failed reload.
+    if os.path.isdir(path):
+        return WorkerLoader(start=settings, allow_missing_keys=True)
+    return EstateLoader(start=settings, allow_missing_keys=True)
 
 
 class ConfigHolder:
@@ -32,13 +44,15 @@ class ConfigHolder:
         path: str,
         settings: Settings,
         *,
-        loader: Loader,
+        loader: Loader | None = None,
         metrics: Metrics,
         ops_log: Any,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
-        self._loader = loader
+        # By default a loader that starts from what loaded ``settings`` read: a tick re-reads changed files only. A
+        # directory is read in a child process (see _worker), so the event loop's process only merges what changed.
+        self._loader = loader or _default_loader(path, settings)
         self._metrics = metrics
         self._log = ops_log
         self._clock = clock
@@ -95,7 +109,7 @@ class ConfigHolder:
             self._failed(sorted(lost))
             return False
         try:
-            runtime = Runtime.build(settings, clock=self._clock)
+            runtime = Runtime.build(settings, clock=self._clock, previous=self.runtime)
             for hook in self.on_change:
                 hook(settings)
         except Exception as exc:  # a config the loader passed but a component refuses: keep the last good one
@@ -116,6 +130,18 @@ class ConfigHolder:
 
     async def watch(self) -> None:
         """Reload every ``configTtlSeconds`` until cancelled."""
-        while True:
-            await asyncio.sleep(self.runtime.settings.cache.config_ttl_seconds)
-            await self.reload_in_thread()
+        prepare = getattr(self._loader, "prepare", None)
+        if callable(prepare):
+            prepare()  # a reader process starts importing now, to be ready for the first tick
+        try:
+            while True:
+                await asyncio.sleep(self.runtime.settings.cache.config_ttl_seconds)
+                await self.reload_in_thread()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop what the loader runs beside this process (the directory reader's child process), if anything."""
+        close = getattr(self._loader, "close", None)
+        if callable(close):
+            close()

@@ -30,12 +30,21 @@ class Runtime:
     loaded_at: float
 
     @classmethod
-    def build(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Runtime:
+    def build(
+        cls, settings: Settings, *, clock: Callable[[], float] = time.time, previous: Runtime | None = None
+    ) -> Runtime:
+        """Compile ``settings``; what is unchanged since ``previous`` (the very same objects) is reused from it."""
         cache = settings.cache
+        rbac = None
+        if previous is not None:
+            before = previous.settings
+            same_roles = before.role_definitions is settings.role_definitions
+            if same_roles and before.role_assignments is settings.role_assignments:
+                rbac = previous.rbac
         return cls(
             settings=settings,
-            policy=CompiledPolicy(settings),
-            rbac=RbacPolicy.from_settings(settings),
+            policy=CompiledPolicy(settings, previous=previous.policy if previous is not None else None),
+            rbac=rbac or RbacPolicy.from_settings(settings),
             cache=DecisionCache(maxsize=cache.decision_max_entries, ttl=cache.decision_ttl_seconds, clock=clock),
             loaded_at=clock(),
         )

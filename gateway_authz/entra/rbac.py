@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import re
 import string
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -176,12 +177,16 @@ class RbacPolicy:
         roles = {_role_key(role.id): _Role.compile(role) for role in role_definitions}
         index: dict[str, list[_Bound]] = {}
         unresolved: list[RoleAssignment] = []
+        scopes: dict[str, tuple[str, ...]] = {}  # one segment tuple per distinct scope: estates repeat scopes a lot
         for assignment in role_assignments:
             role = roles.get(_role_key(assignment.role_definition_id))
             if role is None:
                 unresolved.append(assignment)  # the loader should refuse these; here they grant nothing
                 continue
-            bound = _Bound(assignment, role, _segments(assignment.scope))
+            segments = scopes.get(assignment.scope)
+            if segments is None:
+                segments = scopes[assignment.scope] = tuple(sys.intern(s) for s in _segments(assignment.scope))
+            bound = _Bound(assignment, role, segments)
             index.setdefault(_fold(assignment.principal_id), []).append(bound)
         self._index = MappingProxyType({k: tuple(v) for k, v in index.items()})
         self.unresolved: tuple[RoleAssignment, ...] = tuple(unresolved)

@@ -67,12 +67,6 @@ def http_response(verdict: Verdict, request: web.BaseRequest, *, prepared: bool 
     )
 
 
-def _default_loader(path: str) -> Settings:
-    from ..config.loader import load_settings  # imported late: the CLI's `token` and `keys` need no config module
-
-    return load_settings(path, allow_missing_keys=True)  # a key not there yet: unready, never a crash loop
-
-
 def create_app(
     settings: Settings,
     *,
@@ -97,7 +91,7 @@ def create_app(
     holder = ConfigHolder(
         config_path or settings.source,
         settings,
-        loader=loader or _default_loader,
+        loader=loader,  # None: the holder follows the file or directory, re-reading what changes
         metrics=metrics,
         ops_log=ops_log,
         clock=clock,

@@ -55,15 +55,36 @@ class CompiledPolicy:
     """A configuration compiled once for per-request use: lookups indexed, HMAC keys prepared."""
 
     __slots__ = ("_management", "_rules", "_sas_plans", "index", "settings")
+    index: ResourceIndex
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, previous: CompiledPolicy | None = None) -> None:
+        """Compile ``settings``; a namespace that is the very object ``previous`` compiled is reused from it, so a
+        reload that changed one file of a large estate prepares the keys of that file's namespaces only."""
         self.settings = settings
-        self.index = ResourceIndex(settings.namespaces)
-        self._rules = {ns.name: _compile_rules(ns) for ns in settings.namespaces}
-        self._management = {
-            ns.name: tuple((canonical_segments(route.path), route.methods) for route in ns.management_routes)
-            for ns in settings.namespaces
-        }
+        added: list[Namespace] = list(settings.namespaces)
+        removed: list[Namespace] = []
+        self._rules: dict[str, _ScopedRules] = {}
+        self._management: dict[str, tuple[tuple[tuple[str, ...], frozenset[str]], ...]] = {}
+        if previous is not None:
+            now = {ns.name: ns for ns in settings.namespaces}
+            before = {ns.name: ns for ns in previous.settings.namespaces}
+            added = [ns for ns in settings.namespaces if before.get(ns.name) is not ns]
+            removed = [ns for ns in previous.settings.namespaces if now.get(ns.name) is not ns]
+            self._rules, self._management = dict(previous._rules), dict(previous._management)
+            for ns in removed:
+                del self._rules[ns.name], self._management[ns.name]
+        small = 4 * (len(added) + len(removed)) < len(settings.namespaces)
+        index: ResourceIndex
+        if previous is not None and small:
+            index = previous.index.replaced(removed, added)
+        else:
+            index = ResourceIndex(settings.namespaces)
+        self.index = index
+        for ns in added:
+            self._rules[ns.name] = _compile_rules(ns)
+            self._management[ns.name] = tuple(
+                (canonical_segments(route.path), route.methods) for route in ns.management_routes
+            )
         self._sas_plans: BoundedMemo[tuple[str, str, tuple[str, ...], str], _SasPlan] = BoundedMemo(_PLAN_ENTRIES)
 
     def required_rights(

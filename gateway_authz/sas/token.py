@@ -160,8 +160,24 @@ def _unquote_base64(raw: str) -> str:
     return text
 
 
+def _grants(rights: frozenset[Right]) -> tuple[Right, ...]:
+    probe = AuthorizationRule(key_name="", primary_key="", secondary_key=None, rights=rights)
+    return tuple(right for right in Right if probe.grants(right))
+
+
+# What each possible set of rights grants: one shared tuple per set rather than one per rule.
+_GRANTED = {
+    rights: _grants(rights)
+    for rights in (frozenset(r for bit, r in enumerate(Right) if mask >> bit & 1) for mask in range(1 << len(Right)))
+}
+
+
 class RuleKeys:
-    """A rule with its HMAC keys prepared once at configuration load (the key schedule is not per request)."""
+    """A rule with its HMAC keys prepared once, on the rule's first use (the key schedule is not per request).
+
+    On first use rather than at load: a prepared HMAC holds about 800 bytes of OpenSSL state, and an estate of
+    10,000 namespaces has hundreds of thousands of keys, most of which a given replica may never see.
+    """
 
     __slots__ = ("_macs", "granted", "rule", "unavailable")
 
@@ -169,7 +185,13 @@ class RuleKeys:
         self.rule = rule
         # Every right the rule confers, as a tuple: `in` on it compares members by identity, where `rule.grants`
         # hashes the enum members in Python on every request.
-        self.granted = tuple(right for right in Right if rule.grants(right))
+        self.granted = _GRANTED.get(rule.rights) or tuple(right for right in Right if rule.grants(right))
+        self._macs: tuple[tuple[KeySlot, hmac.HMAC], ...] | None = None
+        # A key that is not there yet may be the one that signed: no match is then "cannot verify", not "forged".
+        self.unavailable = rule.unavailable
+
+    def _prepare(self) -> tuple[tuple[KeySlot, hmac.HMAC], ...]:
+        rule = self.rule
         slots: list[tuple[KeySlot, hmac.HMAC]] = []
         pairs: tuple[tuple[KeySlot, str | None], ...] = (
             ("primary", rule.primary_key),
@@ -179,12 +201,14 @@ class RuleKeys:
             if key:  # never an HMAC under an empty or absent key (a key not there yet is "")
                 slots.append((slot, hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)))
         self._macs = tuple(slots)
-        # A key that is not there yet may be the one that signed: no match is then "cannot verify", not "forged".
-        self.unavailable = rule.unavailable
+        return self._macs
 
     def match(self, message: bytes, signature: bytes) -> KeySlot | None:
         """The slot whose key signed ``message`` with ``signature``, compared in constant time, or ``None``."""
-        for slot, prepared in self._macs:
+        macs = self._macs
+        if macs is None:
+            macs = self._prepare()
+        for slot, prepared in macs:
             mac = prepared.copy()
             mac.update(message)
             if hmac.compare_digest(mac.digest(), signature):

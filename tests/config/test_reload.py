@@ -211,7 +211,7 @@ async def test_reload_of_a_half_written_file_keeps_the_last_good(rig: Rig) -> No
 
 
 async def test_reload_of_an_unreadable_path_keeps_the_last_good(rig: Rig) -> None:
-    """A directory where the file was (unreadable for any user, root included): the last good keeps serving."""
+    """An empty directory where the file was (an empty mount, contract §5): the last good keeps serving."""
 
     def unreadable() -> None:
         rig.path.unlink()
@@ -222,7 +222,7 @@ async def test_reload_of_an_unreadable_path_keeps_the_last_good(rig: Rig) -> Non
     unreadable()
     assert rig.holder.reload() is False
     assert rig.holder.runtime is before_runtime
-    await assert_degraded(rig, before_failures, mentions="cannot read")
+    await assert_degraded(rig, before_failures, mentions="defines no namespace and no issuer")
     await assert_last_good_serves(rig)
     shutil.rmtree(rig.path)
     await assert_recovers_with_a_change(rig)

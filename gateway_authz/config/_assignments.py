@@ -1,0 +1,192 @@
+"""Role assignments: read per file with their role still a name or an id, then resolved against every file's roles.
+
+In a configuration directory (contract §5) a role may be defined in one file and assigned in another, so a file's
+assignments are read into :class:`RawAssignment` values first and resolved when the files are merged. Hundreds of
+thousands of assignments are the bulk of an estate: a plain one takes a fast path that accepts only what the full
+checks accept, with the same result (``tests/config/test_fast_paths.py`` holds them to it).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+
+from ..core.settings import PrincipalType, RoleAssignment, RoleDefinition
+from ._reader import GUID_PATTERN, Reader, at, index, plain
+
+__all__ = [
+    "RawAssignment",
+    "checked_assignment",
+    "read_raw_assignments",
+    "resolve_assignments",
+]
+
+_PRINCIPAL_TYPES: dict[str, PrincipalType] = {
+    "User": "User",
+    "Group": "Group",
+    "ServicePrincipal": "ServicePrincipal",
+}
+_SCOPE = re.compile(r"/|/subscriptions(?:/[^/\s]+)+", re.IGNORECASE)
+_ROLE_ID_PATH = re.compile(r"(?:/[^/\s]+)*/providers/Microsoft\.Authorization/roleDefinitions/([^/\s]+)", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class RawAssignment:
+    """A role assignment as written, its role not yet resolved: in a directory the role may be in another file.
+
+    ``principal_id``, ``principal_type`` or ``scope`` is ``None`` when it was invalid (a problem is recorded then,
+    so the file is refused); the role is still resolved, so one round reports an unknown role too.
+    """
+
+    principal_id: str | None
+    principal_type: PrincipalType | None
+    role_name: str | None
+    role_id: str | None  # the bare GUID, lower-case
+    scope: str | None
+    index: int  # at roleAssignments[index]
+
+    @property
+    def location(self) -> str:
+        return index("roleAssignments", self.index)
+
+
+def read_raw_assignments(reader: Reader, value: object, location: str) -> tuple[RawAssignment, ...]:
+    """Every well-formed assignment, naming its role by exactly one of ``roleDefinitionName`` or ``…Id``."""
+    result = []
+    for position, (item_location, item) in enumerate(reader.items(value, location)):
+        checked = _plain_assignment(item, position) or checked_assignment(reader, item, item_location, position)
+        if checked is not None:
+            result.append(checked)
+    return tuple(result)
+
+
+def checked_assignment(reader: Reader, item: object, item_location: str, position: int) -> RawAssignment | None:
+    """One assignment through every check, each problem recorded (what :func:`_plain_assignment` must agree with)."""
+    raw = reader.mapping(
+        item,
+        item_location,
+        required=("principalId", "principalType", "scope"),
+        optional=("roleDefinitionName", "roleDefinitionId"),
+    )
+    if raw is None:
+        return None
+    principal = reader.guid(raw.get("principalId"), at(item_location, "principalId"))
+    kind = None
+    if raw.get("principalType") is not None:
+        kind = reader.choice(
+            raw["principalType"],
+            at(item_location, "principalType"),
+            _PRINCIPAL_TYPES,
+            what="principalType",
+        )
+    scope = _scope(reader, raw.get("scope"), at(item_location, "scope"))
+    reference = _raw_role_reference(reader, raw, item_location)
+    if reference is None:
+        return None
+    role_name, role_id = reference
+    principal_type = _PRINCIPAL_TYPES[kind] if kind is not None else None
+    scope = sys.intern(scope) if scope is not None else None  # many assignments share a scope
+    return RawAssignment(principal, principal_type, role_name, role_id, scope, position)
+
+
+def _plain_assignment(item: object, position: int) -> RawAssignment | None:
+    """The assignment when it is written the plain way, else ``None`` (the full checks then run and report).
+
+    Hundreds of thousands of assignments are the bulk of an estate; this accepts only what the full checks accept,
+    with the same result.
+    """
+    if type(item) is not dict or len(item) != 4:
+        return None
+    principal, kind, scope = item.get("principalId"), item.get("principalType"), item.get("scope")
+    role_name, role_id = item.get("roleDefinitionName"), item.get("roleDefinitionId")
+    if type(principal) is not str or len(principal) > 36 or not GUID_PATTERN.fullmatch(principal):
+        return None
+    if type(kind) is not str or kind not in _PRINCIPAL_TYPES or type(scope) is not str:
+        return None
+    if not plain(scope, 2048) or not _SCOPE.fullmatch(scope):
+        return None
+    guid = None
+    if role_id is None:
+        if not plain(role_name, 512):
+            return None
+    else:
+        match = _ROLE_ID_PATH.fullmatch(role_id) if plain(role_id, 1024) else None
+        guid = match.group(1) if match else role_id
+        if role_name is not None or not isinstance(guid, str) or not GUID_PATTERN.fullmatch(guid):
+            return None
+        guid = sys.intern(guid.lower())
+    return RawAssignment(
+        sys.intern(principal.lower()),
+        _PRINCIPAL_TYPES[kind],
+        role_name if role_id is None else None,
+        guid,
+        sys.intern(scope),
+        position,
+    )
+
+
+def resolve_assignments(
+    reader: Reader,
+    raw: tuple[RawAssignment, ...],
+    roles: tuple[RoleDefinition, ...],
+    declared: frozenset[str],
+    *,
+    prefix: str = "",
+) -> tuple[RoleAssignment, ...]:
+    """``raw`` with each role resolved; an unknown role is a problem at ``prefix`` + the assignment's location.
+
+    The same assignment (principal, role, scope) twice counts once: merged Azure exports repeat them.
+    """
+    by_name = {role.role_name.casefold(): role.id for role in roles}
+    by_id = {role.id for role in roles}
+    result: dict[tuple[str, str, str], RoleAssignment] = {}
+    for item in raw:
+        if item.role_name is not None:
+            found = by_name.get(item.role_name.casefold())
+            if found is None and item.role_name.casefold() not in declared:
+                reader.add(prefix + at(item.location, "roleDefinitionName"), f"unknown role {item.role_name!r}")
+        else:
+            found = item.role_id if item.role_id in by_id else None
+            if found is None and item.role_id not in declared:
+                reader.add(prefix + at(item.location, "roleDefinitionId"), f"unknown role definition {item.role_id}")
+        if found is None or item.principal_id is None or item.principal_type is None or item.scope is None:
+            continue
+        assignment = RoleAssignment(
+            principal_id=item.principal_id,
+            principal_type=item.principal_type,
+            role_definition_id=found,
+            scope=item.scope,
+        )
+        result.setdefault((item.principal_id, found, item.scope.lower()), assignment)
+    return tuple(result.values())
+
+
+def _raw_role_reference(reader: Reader, raw: dict[str, object], location: str) -> tuple[str | None, str | None] | None:
+    """``(roleDefinitionName, None)`` or ``(None, guid)``; ``None`` after recording what is wrong."""
+    name_value, id_value = raw.get("roleDefinitionName"), raw.get("roleDefinitionId")
+    if (name_value is None) == (id_value is None):
+        reader.add(location, "must have exactly one of roleDefinitionName or roleDefinitionId")
+        return None
+    if name_value is not None:
+        name = reader.string(name_value, at(location, "roleDefinitionName"), max_length=512)
+        return None if name is None else (name, None)
+    id_location = at(location, "roleDefinitionId")
+    text = reader.string(id_value, id_location, max_length=1024)
+    if text is None:
+        return None
+    match = _ROLE_ID_PATH.fullmatch(text)
+    guid = match.group(1) if match else text
+    if not GUID_PATTERN.fullmatch(guid):
+        reader.add(id_location, "must be a GUID or a .../providers/Microsoft.Authorization/roleDefinitions/<GUID> id")
+        return None
+    return None, guid.lower()
+
+
+def _scope(reader: Reader, value: object, location: str) -> str | None:
+    """An ARM scope: ``/`` or ``/subscriptions/...`` with non-empty segments and no trailing ``/``."""
+    text = reader.string(value, location, max_length=2048)
+    if text is not None and not _SCOPE.fullmatch(text):
+        reader.add(location, "must be '/' or an ARM scope like /subscriptions/<id>/resourceGroups/<name>/...")
+        return None
+    return text
