@@ -6,8 +6,9 @@ A listener with a Listen rule opens its control channel (a ``wss://`` WebSocket,
 rule reaches the application without the credential. The namespace answers on ``127.0.0.1`` here, which the
 client puts in the token's audience and the ``Host`` header.
 
-Needs ``node`` and ``npm`` and the npm registry (``hyco-https`` is installed into the test's scratch directory).
-Not run in CI; skipped loudly when npm is absent or the install fails.
+Needs ``node`` and ``npm`` and the npm registry: ``npm ci`` installs ``hyco-https`` and its dependencies, pinned
+with their integrity hashes in ``tests/integration/hyco/package-lock.json``, into the test's scratch directory.
+Without node or npm it skips loudly on a laptop and fails in CI (``.ci/run`` installs Debian's nodejs and npm).
 """
 
 from __future__ import annotations
@@ -29,27 +30,30 @@ from .conftest import SasConfig, sas_namespace_config
 pytestmark = pytest.mark.integration
 
 CLIENT = Path(__file__).resolve().parent / "hyco_client.js"
-HYCO_VERSION = "1.4.5"
+HYCO_VERSION = "1.4.5"  # pinned, with every dependency, in hyco/package-lock.json
+HYCO_LOCK = Path(__file__).resolve().parent / "hyco"
 
 
 @pytest.fixture(scope="module")
 def node_modules(integration_dir: Path) -> Path:
-    if os.environ.get("CI"):
-        pytest.skip("HYCO CLIENT TEST NOT RUN: not part of CI (it installs hyco-https from the npm registry)")
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
-        pytest.skip("HYCO CLIENT TEST NOT RUN: node/npm not found (apt-get install nodejs npm)")
+        message = "HYCO CLIENT TEST NOT RUN: node/npm not found (apt-get install nodejs npm)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     prefix = integration_dir / "npm"
     prefix.mkdir(exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(HYCO_LOCK / name, prefix / name)
     install = subprocess.run(
-        [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", f"hyco-https@{HYCO_VERSION}"],
+        [npm, "ci", "--prefix", str(prefix), "--no-audit", "--no-fund"],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
-    if install.returncode != 0:
-        pytest.skip(f"HYCO CLIENT TEST NOT RUN: npm install hyco-https failed:\n{install.stderr[-2000:]}")
+    assert install.returncode == 0, f"npm ci (hyco-https {HYCO_VERSION}) failed:\n{install.stderr[-2000:]}"
     return prefix / "node_modules"
 
 
