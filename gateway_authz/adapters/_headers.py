@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, TypeVar, overload
 
 from multidict import CIMultiDictProxy
 
-__all__ = ["HeaderView", "RequestHead"]
+from ..core.model import AuthzRequest
+
+__all__ = ["Adapter", "HeaderView", "RequestHead"]
 
 _T = TypeVar("_T")
 
@@ -69,3 +71,7 @@ class HeaderView(Mapping[str, tuple[str, ...]]):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._headers
+
+
+# What every HTTP adapter is: the head of a gateway's check request in, the one request model out.
+Adapter = Callable[[RequestHead], AuthzRequest]

@@ -19,17 +19,18 @@ from multidict import CIMultiDict
 
 from ..adapters import envoy_http, forward_auth, nginx
 from ..adapters._answer import wire_answer
-from ..adapters._headers import RequestHead
+from ..adapters._headers import Adapter
 from ..config.reload import ConfigHolder, Loader
 from ..core.appkeys import FAST_PATH, HOLDER, JWT, METRICS, SERVICE
 from ..core.metrics import Metrics
-from ..core.model import AuthzRequest, Verdict
+from ..core.model import Verdict
 from ..core.settings import Settings
 from ..decision.audit import AuditLog, Sink, make_ops_logger
 from ..decision.service import DecisionService
 from ..entra.authorizer import EntraAuthorizer
 from . import fastpath
 from .admin_views import add_operator_views
+from .fastpath import Handler
 
 __all__ = [
     "Adapter",
@@ -42,8 +43,6 @@ __all__ = [
     "http_response",
 ]
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-Adapter = Callable[[RequestHead], AuthzRequest]
 
 # The decision routes, and the same routes as the fast handler matches them (see fast_decision_handler).
 _ENVOY_ROUTE = envoy_http.PATH_PREFIX + "{tail:(/.*)?}"

@@ -44,14 +44,15 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDictProxy
 
 from ..adapters._answer import Wire, wire_answer
-from ..adapters._headers import RequestHead
+from ..adapters._headers import Adapter
 from ..core.appkeys import SERVICE
-from ..core.model import AuthzRequest, Verdict
+from ..core.model import Verdict
 from ..decision.service import DecisionService
 
 __all__ = [
     "FAST_PATH_ENV",
     "DecisionRunner",
+    "Handler",
     "PreparedAnswer",
     "answer_bytes",
     "choose",
@@ -60,7 +61,6 @@ __all__ = [
 ]
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-Adapter = Callable[[RequestHead], AuthzRequest]
 
 # The environment variable that forces aiohttp's public path when set to 0.
 FAST_PATH_ENV = "GATEWAY_AUTHZ_FAST_PATH"
