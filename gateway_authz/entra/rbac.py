@@ -6,10 +6,8 @@
 - A role grants a permission when one of its patterns for that plane matches and none of its "not" patterns
   does (``actions - notActions``, ``dataActions - notDataActions``), per role definition. Permission strings are
   compared ASCII-case-insensitively and ``*`` matches any run of characters, ``/`` included.
-- An assignment at scope S applies to S and everything under it by whole segments, case-insensitively, so
-  subscription, resource-group, namespace and entity scopes all work. Entity names may contain ``/``, so an
-  entity scope (``…/namespaces/ns/hybridConnections/<name>``) applies to that very entity only: an assignment
-  on ``eu`` never reaches a sibling entity called ``eu/orders``.
+- An assignment at scope S applies to S and everything under it by whole segments; an entity scope to that
+  entity only (:mod:`.scopes`).
 - A principal is matched by its ``oid`` or any group id from the token; a token with a groups overage brings no
   groups, and the caller passes ``groups_overage`` so that a deny can say so.
 - Among several grants the answer is deterministic, whatever the configuration order: the narrowest scope,
@@ -20,7 +18,6 @@ from __future__ import annotations
 
 import enum
 import re
-import string
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from typing import Final
 from ..core.errors import NotPermitted
 from ..core.model import Right
 from ..core.settings import EntityKind, RoleAssignment, RoleDefinition, Settings
+from .scopes import covers, fold, scope_segments
 
 __all__ = [
     "Permission",
@@ -38,18 +36,10 @@ __all__ = [
     "RbacPolicy",
     "authorize",
     "permission_for",
-    "scope_covers",
     "unlisted_entity_permissions",
 ]
 
-_ASCII_LOWER: Final = MappingProxyType(str.maketrans(string.ascii_uppercase, string.ascii_lowercase))
-_ENTITY_TYPES: Final = frozenset({"hybridconnections", "wcfrelays"})
 _RELAY_PREFIX: Final = "Microsoft.Relay/namespaces"
-
-
-def _fold(value: str) -> str:
-    """ASCII-only case folding: ARM ids and permission strings are case-insensitive, and ASCII."""
-    return value.translate(_ASCII_LOWER)
 
 
 class Plane(enum.Enum):
@@ -90,31 +80,8 @@ def unlisted_entity_permissions(right: Right) -> tuple[Permission, ...]:
     return tuple(permission_for(right, kind) for kind in EntityKind)
 
 
-def _segments(scope: str) -> tuple[str, ...]:
-    return tuple(segment for segment in _fold(scope).split("/") if segment)
-
-
-def _entity_scope(segments: tuple[str, ...]) -> bool:
-    """Whether ``segments`` name a Relay entity (``…/providers/microsoft.relay/namespaces/ns/<type>/<name…>``)."""
-    for i in range(len(segments) - 5):
-        if segments[i : i + 3] == ("providers", "microsoft.relay", "namespaces") and segments[i + 4] in _ENTITY_TYPES:
-            return True
-    return False
-
-
-def scope_covers(scope: str, resource: str) -> bool:
-    """Whether an assignment at ``scope`` applies to the ARM resource ``resource`` (see the module notes)."""
-    return _covers(_segments(scope), _segments(resource))
-
-
-def _covers(scope: tuple[str, ...], resource: tuple[str, ...]) -> bool:
-    if _entity_scope(scope):
-        return scope == resource
-    return resource[: len(scope)] == scope
-
-
 def _pattern(permission: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in _fold(permission).split("*")))
+    return re.compile(".*".join(re.escape(part) for part in fold(permission).split("*")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +103,13 @@ class _Role:
 
     def grants(self, permission: Permission) -> bool:
         plane = 0 if permission.plane is Plane.CONTROL else 1
-        action = _fold(permission.action)
+        action = fold(permission.action)
         return any(p.fullmatch(action) for p in self.allow[plane]) and not self.excludes(permission)
 
     def excludes(self, permission: Permission) -> bool:
         """Whether one of the role's ``notActions`` / ``notDataActions`` matches ``permission``."""
         plane = 0 if permission.plane is Plane.CONTROL else 1
-        action = _fold(permission.action)
+        action = fold(permission.action)
         return any(p.fullmatch(action) for p in self.deny[plane])
 
 
@@ -167,7 +134,7 @@ class _Bound:
 
 def _role_key(role_id: str) -> str:
     """Role ids compare as the bare GUID, also when given as ``/providers/…/roleDefinitions/<guid>``."""
-    return _fold(role_id.rstrip("/").rsplit("/", 1)[-1])
+    return fold(role_id.rstrip("/").rsplit("/", 1)[-1])
 
 
 class RbacPolicy:
@@ -185,9 +152,9 @@ class RbacPolicy:
                 continue
             segments = scopes.get(assignment.scope)
             if segments is None:
-                segments = scopes[assignment.scope] = tuple(sys.intern(s) for s in _segments(assignment.scope))
+                segments = scopes[assignment.scope] = tuple(sys.intern(s) for s in scope_segments(assignment.scope))
             bound = _Bound(assignment, role, segments)
-            index.setdefault(_fold(assignment.principal_id), []).append(bound)
+            index.setdefault(fold(assignment.principal_id), []).append(bound)
         self._index = MappingProxyType({k: tuple(v) for k, v in index.items()})
         self.unresolved: tuple[RoleAssignment, ...] = tuple(unresolved)
 
@@ -197,8 +164,8 @@ class RbacPolicy:
         return cls(settings.role_definitions, settings.role_assignments)
 
     def _candidates(self, principal_oid: str, groups: Iterable[str]) -> list[tuple[_Bound, str]]:
-        found = [(bound, "oid") for bound in self._index.get(_fold(principal_oid), ())]
-        for group in dict.fromkeys(_fold(g) for g in groups):
+        found = [(bound, "oid") for bound in self._index.get(fold(principal_oid), ())]
+        for group in dict.fromkeys(fold(g) for g in groups):
             found.extend((bound, "group") for bound in self._index.get(group, ()))
         return found
 
@@ -217,11 +184,11 @@ class RbacPolicy:
         Pass ``groups=()`` and ``groups_overage=True`` for a token whose groups did not fit in it. A role whose
         exclusions match one of ``unless_excluding`` does not grant (see :func:`unlisted_entity_permissions`).
         """
-        resource = _segments(resource_scope)
+        resource = scope_segments(resource_scope)
         grants = [
             (bound, via)
             for bound, via in self._candidates(principal_oid, () if groups_overage else groups)
-            if _covers(bound.scope, resource)
+            if covers(bound.scope, resource)
             and bound.role.grants(permission)
             and not any(bound.role.excludes(other) for other in unless_excluding)
         ]
@@ -235,9 +202,9 @@ class RbacPolicy:
             grants,
             key=lambda g: (
                 -len(g[0].scope),
-                _fold(g[0].role.definition.role_name),
+                fold(g[0].role.definition.role_name),
                 _role_key(g[0].role.definition.id),
-                _fold(g[0].assignment.principal_id),
+                fold(g[0].assignment.principal_id),
                 g[1],
                 # Last, the spellings the fold ignores and the principal type: assignments that differ only there
                 # must not let configuration order pick the scope string the audit shows.
@@ -259,11 +226,11 @@ class RbacPolicy:
         self, principal_oid: str, groups: Iterable[str], resource_scope: str, permission: Permission
     ) -> tuple[str, ...]:
         """One line per assignment of this principal, saying whether and why it applies (for ``check``)."""
-        resource = _segments(resource_scope)
+        resource = scope_segments(resource_scope)
         lines = []
         for bound, via in self._candidates(principal_oid, groups):
             a = bound.assignment
-            if not _covers(bound.scope, resource):
+            if not covers(bound.scope, resource):
                 verdict = "scope does not cover the resource"
             elif not bound.role.grants(permission):
                 verdict = f"role does not grant {permission.action}"

@@ -4,6 +4,7 @@ and logged by the service at start and on reload."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,34 @@ def test_the_service_logs_the_warnings_of_a_reloaded_config(tmp_path: Path) -> N
     assert app[HOLDER].reload()
     warnings = [json.loads(line) for line in ops if b"config.warning" in line]
     assert [w["location"] for w in warnings] == ["roleAssignments[0].scope"]
+
+
+def test_an_estate_of_thousands_of_namespaces_is_checked_without_comparing_every_pair(tmp_path: Path) -> None:
+    """2,000 namespaces with 6 entities each, 12,000 assignments (a thousand of them stray): pairwise this was 144
+    million scope comparisons and a service that never became ready; indexed it is one lookup each. The bounded wait
+    fails the test rather than hanging the suite if the pairwise loop comes back. The first 20 strays get a hint."""
+    namespaces = [
+        {
+            "name": f"estate{n}",
+            "hosts": [f"estate{n}.servicebus.windows.net"],
+            "resourceId": f"{SUB}/providers/Microsoft.Relay/namespaces/estate{n}",
+            "authorizationRules": [ROOT],
+            "hybridConnections": [{"name": f"hc{e}", "authorizationRules": []} for e in range(6)],
+        }
+        for n in range(2000)
+    ]
+    stray = set(range(0, 12000, 12))
+    namespace = f"{SUB}/providers/Microsoft.Relay/namespaces/estate"
+    scopes = [f"{namespace}{n % 2000}{'x' * (n in stray)}/hybridConnections/hc{n // 2000}" for n in range(12000)]
+    config = _config(namespaces=namespaces, roleAssignments=[_assignment(s) for s in scopes])
+    settings = load_settings(_write(tmp_path, config), environ={"GATEWAY_AUTHZ_MAX_CONFIG_FILE_BYTES": str(16 << 20)})
+    result: list[list[str]] = []
+    worker = threading.Thread(target=lambda: result.append([str(w) for w in config_warnings(settings)]), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert result, "config_warnings did not finish within 60 s for 2,000 namespaces"
+    assert result[0] == [
+        f"roleAssignments[{n}].scope: {scopes[n]} names no configured namespace or entity and lies above none, so it "
+        f"never matches" + (f"; did you mean {namespace}{n % 2000}/hybridConnections/hc{n // 2000}?" if n < 240 else "")
+        for n in sorted(stray)
+    ]

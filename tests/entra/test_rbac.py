@@ -10,8 +10,9 @@ import pytest
 from gateway_authz.core.errors import NotPermitted
 from gateway_authz.core.model import Right
 from gateway_authz.core.settings import EntityKind, RoleAssignment, RoleDefinition
-from gateway_authz.entra.rbac import Permission, Plane, RbacGrant, RbacPolicy, authorize, permission_for, scope_covers
+from gateway_authz.entra.rbac import Permission, Plane, RbacGrant, RbacPolicy, authorize, permission_for
 from gateway_authz.entra.roles import AZURE_RELAY_LISTENER, AZURE_RELAY_OWNER, AZURE_RELAY_SENDER, BUILTIN_ROLES
+from gateway_authz.entra.scopes import scope_covers
 
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000000"
 RG = f"{SUB}/resourceGroups/rg"
