@@ -22,7 +22,7 @@ from ..core.settings import Settings
 from ..decision.runtime import Runtime
 from ._files import EstateLoader
 from ._worker import WorkerLoader
-from .warnings import log_warnings
+from .warnings import ConfigLint, log_warnings
 
 __all__ = ["ConfigHolder", "Loader"]
 
@@ -62,7 +62,8 @@ class ConfigHolder:
         self._reloading = asyncio.Lock()
         self._pending: set[asyncio.Task[bool]] = set()
         metrics.config_loaded(self.runtime.loaded_at)
-        log_warnings(ops_log, settings)
+        self._lint = ConfigLint()  # keeps what it checked, so that a reload checks only what changed
+        log_warnings(ops_log, settings, self._lint)
 
     def reload(self) -> bool:
         """Re-read the file; returns whether a new configuration is now serving. Never raises."""
@@ -119,7 +120,7 @@ class ConfigHolder:
         self._metrics.config_reloads.labels("changed").inc()
         self._metrics.config_loaded(self.runtime.loaded_at)
         self._log.info("config.reloaded", path=self.path, fingerprint=settings.fingerprint[:12])
-        log_warnings(self._log, settings)
+        log_warnings(self._log, settings, self._lint)
         return True
 
     def _failed(self, problems: list[str]) -> None:

@@ -3,6 +3,7 @@ and logged by the service at start and on reload."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 
 from gateway_authz.cli.main import main
 from gateway_authz.config.loader import load_settings
-from gateway_authz.config.warnings import config_warnings
+from gateway_authz.config.warnings import ConfigLint, config_warnings
 from gateway_authz.core.appkeys import HOLDER
 from gateway_authz.http.app import create_app
 
@@ -190,3 +191,46 @@ def test_an_estate_of_thousands_of_namespaces_is_checked_without_comparing_every
         f"never matches" + (f"; did you mean {namespace}{n % 2000}/hybridConnections/hc{n // 2000}?" if n < 240 else "")
         for n in sorted(stray)
     ]
+
+
+def _two_namespaces(tmp_path: Path) -> Any:
+    short = {"keyName": "Short", "primaryKey": "c2hvcnQ=", "rights": ["Send"]}
+    other = {"name": "fabrikam", "hosts": ["fabrikam.servicebus.windows.net"], "authorizationRules": [short]}
+    config = _config(roleAssignments=[_assignment(f"{NS}/hybridConnections/ordres"), _assignment(NS)])
+    config["namespaces"][0]["authorizationRules"] = [short]
+    config["namespaces"].append(other)
+    return load_settings(_write(tmp_path, config))
+
+
+def test_a_reload_checks_only_the_namespaces_that_changed(tmp_path: Path) -> None:
+    """The service's lint keeps what it checked: an unchanged namespace's warnings are the very same objects, a
+    replaced namespace is checked again (its own warnings come and go), and the answer equals a fresh check."""
+    settings = _two_namespaces(tmp_path)
+    lint = ConfigLint()
+    first = lint(settings)
+    assert [w.location for w in first] == [
+        "namespaces[0].authorizationRules[0].primaryKey",
+        "namespaces[1].authorizationRules[0].primaryKey",
+        "roleAssignments[0].scope",
+    ]
+    fixed_rule = dataclasses.replace(settings.namespaces[1].rules[0], primary_key=KEY)
+    fixed = dataclasses.replace(settings.namespaces[1], rules=(fixed_rule,))
+    changed = dataclasses.replace(settings, namespaces=(settings.namespaces[0], fixed))
+    second = lint(changed)
+    assert second == config_warnings(changed)
+    assert [w.location for w in second] == [first[0].location, first[2].location]
+    assert second[0] is first[0] and second[1] is first[2]  # not checked again
+
+
+def test_a_reload_checks_the_role_assignments_again_when_they_or_the_configured_scopes_change(tmp_path: Path) -> None:
+    settings = _two_namespaces(tmp_path)
+    lint = ConfigLint()
+    stray = lint(settings)[-1]
+    assert lint(settings)[-1] is stray
+    orders = settings.namespaces[0].entities[0]
+    renamed = dataclasses.replace(settings.namespaces[0], entities=(dataclasses.replace(orders, name="ordres"),))
+    now_configured = dataclasses.replace(settings, namespaces=(renamed, settings.namespaces[1]))
+    assert [w.location for w in lint(now_configured)] == [w.location for w in config_warnings(now_configured)]
+    assert "roleAssignments[0].scope" not in [w.location for w in lint(now_configured)]
+    reassigned = dataclasses.replace(settings, role_assignments=settings.role_assignments[1:])
+    assert not [w for w in lint(reassigned) if w.location.startswith("roleAssignments")]
