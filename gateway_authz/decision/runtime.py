@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..core.settings import Settings
+from ..core.settings import Namespace, Settings
 from ..entra.rbac import RbacPolicy
 from ..sas.policy import CompiledPolicy
 from .cache import DecisionCache
@@ -28,6 +28,12 @@ class Runtime:
     rbac: RbacPolicy
     cache: DecisionCache
     loaded_at: float
+    missing: MissingKeys
+
+    @property
+    def missing_keys(self) -> tuple[str, ...]:
+        """``settings.unavailable_keys()``, worked out once per configuration: readiness and metrics ask often."""
+        return self.missing.references
 
     @classmethod
     def build(
@@ -47,4 +53,31 @@ class Runtime:
             rbac=rbac or RbacPolicy.from_settings(settings),
             cache=DecisionCache(maxsize=cache.decision_max_entries, ttl=cache.decision_ttl_seconds, clock=clock),
             loaded_at=clock(),
+            missing=MissingKeys(settings, previous.missing if previous is not None else None),
+        )
+
+
+class MissingKeys:
+    """The key references of a configuration that could not be had, in ``Settings.unavailable_keys`` order.
+
+    Walking every rule of a 1,000-namespace estate (66,000 rules) takes about 5 ms; a reload asked it twice on the
+    event loop, and each readiness probe and metrics scrape once more. Namespaces that did not change (the very
+    same objects, as the loader keeps them) reuse what ``previous`` found.
+    """
+
+    __slots__ = ("_by_namespace", "references")
+
+    def __init__(self, settings: Settings, previous: MissingKeys | None = None) -> None:
+        known = previous._by_namespace if previous is not None else {}
+        self._by_namespace: dict[int, tuple[Namespace, tuple[str, ...], tuple[str, ...]]] = {}
+        for namespace in settings.namespaces:
+            found = known.get(id(namespace))
+            if found is None or found[0] is not namespace:  # held, so its id is not reused meanwhile
+                own = tuple(reference for rule in namespace.rules for reference in rule.unavailable)
+                entities = tuple(r for entity in namespace.entities for rule in entity.rules for r in rule.unavailable)
+                found = (namespace, own, entities)
+            self._by_namespace[id(namespace)] = found
+        checked = [self._by_namespace[id(namespace)] for namespace in settings.namespaces]
+        self.references: tuple[str, ...] = tuple(r for _, own, _ in checked for r in own) + tuple(
+            r for _, _, entities in checked for r in entities
         )

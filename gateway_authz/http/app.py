@@ -98,7 +98,7 @@ def create_app(
     audit = AuditLog(audit_sink) if audit_sink is not None else AuditLog()
     jwt = EntraAuthorizer(settings, metrics=metrics, ops_log=ops_log)
     holder.on_change.append(jwt.reconfigure)
-    metrics.ready.set_function(lambda: 0.0 if holder.runtime.settings.unavailable_keys() else 1.0)
+    metrics.ready.set_function(lambda: 0.0 if holder.runtime.missing_keys else 1.0)
     service = DecisionService(holder, audit=audit, metrics=metrics, clock=clock, ops_log=ops_log, jwt=jwt)
     app = web.Application()
     app[FAST_PATH], why_not = fastpath.choose(fast_path)
@@ -228,7 +228,7 @@ def create_admin_app(decision_app: web.Application) -> web.Application:
         # outage would turn a partial problem into a full one. The body and the metrics say what is degraded.
         # Key material that is not there yet (an empty Secret) is different: nothing good is serving for those
         # rules, so the replica is unready (503) and says which references are missing, until they appear.
-        missing = runtime.settings.unavailable_keys()
+        missing = runtime.missing_keys
         if missing:
             body["status"] = "unready"
             body["missing_keys"] = list(missing)

@@ -111,7 +111,7 @@ async def serve(settings: Settings, options: ServeOptions, *, reuse_port: bool =
                 listeners=listeners,
                 config_source=options.config_path,
                 namespaces=len(runtime.settings.namespaces),
-                missing_keys=len(runtime.settings.unavailable_keys()),
+                missing_keys=len(runtime.missing_keys),
             ),
         )
         # Everything built so far (modules, the compiled config, servers) lives as long as the process; frozen,
