@@ -107,17 +107,13 @@ class ConfigHolder:
             return False
         try:
             runtime = Runtime.build(settings, clock=self._clock, previous=self.runtime)
-        except Exception as exc:  # a config the loader passed but a component refuses: keep the last good one
-            self._failed([f"{type(exc).__name__}: {exc}"])
-            return False
-        lost = set(runtime.missing_keys) - set(self.runtime.missing_keys)
-        if lost:  # a key that was serving went missing (a Secret emptied): keep the one that works
-            self._failed(sorted(lost))
-            return False
-        try:
+            lost = set(runtime.missing_keys) - set(self.runtime.missing_keys)
+            if lost:  # a key that was serving went missing (a Secret emptied): keep the one that works
+                self._failed(sorted(lost))
+                return False
             for hook in self.on_change:
                 hook(settings)
-        except Exception as exc:  # as above: keep the last good one
+        except Exception as exc:  # a config the loader passed but a component refuses: keep the last good one
             self._failed([f"{type(exc).__name__}: {exc}"])
             return False
         self.runtime = runtime

@@ -8,7 +8,7 @@ Property names in the YAML follow Azure's ARM resources (``authorizationRules``,
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -29,6 +29,7 @@ __all__ = [
     "RoleDefinition",
     "SasSettings",
     "Settings",
+    "unavailable_in_order",
 ]
 
 # Scope of a namespace that has no resourceId: the contract's placeholder subscription and resource group.
@@ -105,6 +106,12 @@ class Namespace:
         if self.resource_id:
             return self.resource_id
         return f"{DEFAULT_SUBSCRIPTION_SCOPE}/providers/Microsoft.Relay/namespaces/{self.name}"
+
+    def unavailable_keys(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The key references that could not be had: of this namespace's own rules, and of its entities' rules."""
+        own = tuple(reference for rule in self.rules for reference in rule.unavailable)
+        entities = tuple(r for entity in self.entities for rule in entity.rules for r in rule.unavailable)
+        return own, entities
 
     def entity_scope(self, entity: Entity) -> str:
         """The ARM id of ``entity``: the namespace scope plus ``/hybridConnections/<name>`` or ``/wcfRelays/<name>``."""
@@ -189,6 +196,12 @@ class Settings:
     extras: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def unavailable_keys(self) -> tuple[str, ...]:
-        """Every key reference that could not be had (see ``AuthorizationRule.unavailable``): readiness names them."""
-        scopes = [ns.rules for ns in self.namespaces] + [e.rules for ns in self.namespaces for e in ns.entities]
-        return tuple(reference for rules in scopes for rule in rules for reference in rule.unavailable)
+        """Every key reference that could not be had (see ``AuthorizationRule.unavailable``): readiness names them.
+
+        Those of every namespace's own rules first, then those of the entities' rules."""
+        return unavailable_in_order([namespace.unavailable_keys() for namespace in self.namespaces])
+
+
+def unavailable_in_order(found: Sequence[tuple[tuple[str, ...], tuple[str, ...]]]) -> tuple[str, ...]:
+    """:meth:`Namespace.unavailable_keys` of each namespace as one list: every namespace's own first, then entities'."""
+    return tuple(r for own, _ in found for r in own) + tuple(r for _, entities in found for r in entities)

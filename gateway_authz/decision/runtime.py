@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..core.settings import Namespace, Settings
+from ..core.settings import Namespace, Settings, unavailable_in_order
 from ..entra.rbac import RbacPolicy
 from ..sas.policy import CompiledPolicy
 from .cache import DecisionCache
@@ -69,15 +69,12 @@ class MissingKeys:
 
     def __init__(self, settings: Settings, previous: MissingKeys | None = None) -> None:
         known = previous._by_namespace if previous is not None else {}
-        self._by_namespace: dict[int, tuple[Namespace, tuple[str, ...], tuple[str, ...]]] = {}
+        self._by_namespace: dict[int, tuple[Namespace, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+        found = []
         for namespace in settings.namespaces:
-            found = known.get(id(namespace))
-            if found is None or found[0] is not namespace:  # held, so its id is not reused meanwhile
-                own = tuple(reference for rule in namespace.rules for reference in rule.unavailable)
-                entities = tuple(r for entity in namespace.entities for rule in entity.rules for r in rule.unavailable)
-                found = (namespace, own, entities)
-            self._by_namespace[id(namespace)] = found
-        checked = [self._by_namespace[id(namespace)] for namespace in settings.namespaces]
-        self.references: tuple[str, ...] = tuple(r for _, own, _ in checked for r in own) + tuple(
-            r for _, _, entities in checked for r in entities
-        )
+            checked = known.get(id(namespace))
+            if checked is None or checked[0] is not namespace:  # held, so its id is not reused meanwhile
+                checked = (namespace, namespace.unavailable_keys())
+            self._by_namespace[id(namespace)] = checked
+            found.append(checked[1])
+        self.references = unavailable_in_order(found)
