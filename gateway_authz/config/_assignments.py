@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..core.errors import ConfigProblem
 from ..core.settings import PrincipalType, RoleAssignment, RoleDefinition
 from ._reader import GUID_PATTERN, Reader, at, index, plain
 
 __all__ = [
+    "AssignmentResolver",
     "RawAssignment",
     "checked_assignment",
     "read_raw_assignments",
@@ -160,6 +163,60 @@ def resolve_assignments(
         )
         result.setdefault((item.principal_id, found, item.scope.lower()), assignment)
     return tuple(result.values())
+
+
+_Key = tuple[str, str, str]  # principal, role id, scope folded: what makes two assignments the same one
+
+
+def _key(assignment: RoleAssignment) -> _Key:
+    return (assignment.principal_id, assignment.role_definition_id, assignment.scope.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    raw: tuple[RawAssignment, ...]  # held, so that its id is not reused while it is remembered
+    assignments: tuple[RoleAssignment, ...]
+    keys: tuple[_Key, ...]
+
+
+class AssignmentResolver:
+    """:func:`resolve_assignments` over the files of a directory, resolving again only the files that changed.
+
+    A file's assignments resolve the same while the roles (the very same tuple) and the role names declared
+    anywhere stay the same. Re-resolving all 100,000 assignments of an estate took a third of a second per changed
+    assignment file; now the file's own are resolved, and every other file keeps its very ``RoleAssignment``
+    objects, which the RBAC index (:meth:`~gateway_authz.entra.rbac.RbacPolicy.updated`) reuses by identity.
+    """
+
+    def __init__(self) -> None:
+        self._basis: tuple[tuple[RoleDefinition, ...], frozenset[str]] | None = None
+        self._files: dict[int, _Resolved] = {}
+
+    def __call__(
+        self,
+        files: Sequence[tuple[str, tuple[RawAssignment, ...]]],
+        roles: tuple[RoleDefinition, ...],
+        declared: frozenset[str],
+    ) -> tuple[tuple[RoleAssignment, ...], list[ConfigProblem]]:
+        """Every file's (``(problem prefix, raw)``) assignments resolved, each counted once, and the problems."""
+        if self._basis is None or self._basis[0] is not roles or self._basis[1] != declared:
+            self._basis, self._files = (roles, declared), {}
+        known, self._files = self._files, {}
+        merged: dict[_Key, RoleAssignment] = {}
+        problems: list[ConfigProblem] = []
+        for prefix, raw in files:
+            resolved = known.get(id(raw))
+            if resolved is None or resolved.raw is not raw:
+                reader = Reader()
+                assignments = resolve_assignments(reader, raw, roles, declared, prefix=prefix)
+                if reader.problems:  # the merge is refused: nothing of this file is worth keeping
+                    problems.extend(reader.problems)
+                    continue
+                resolved = _Resolved(raw, assignments, tuple(_key(a) for a in assignments))
+            self._files[id(raw)] = resolved
+            for key, assignment in zip(resolved.keys, resolved.assignments, strict=True):
+                merged.setdefault(key, assignment)
+        return tuple(merged.values()), problems
 
 
 def _raw_role_reference(reader: Reader, raw: dict[str, object], location: str) -> tuple[str | None, str | None] | None:

@@ -7,7 +7,8 @@ first. Role assignments are resolved against every file's role definitions and c
 
 The merge is whole or nothing: any problem in any file raises :class:`ConfigError` with all of them. The
 :class:`EstateMerger` remembers the last resolution of role assignments, which is the costly part at scale
-(hundreds of thousands of them), and reuses it while no file that holds assignments or roles changed.
+(hundreds of thousands of them): all of it while no file that holds assignments or roles changed, and each
+unchanged file's own when one did.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from ..core.settings import (
     Settings,
 )
 from ..entra.roles import BUILTIN_ROLES
-from ._assignments import resolve_assignments
+from ._assignments import AssignmentResolver
 from ._fragment import FileRead, Fragment
-from ._reader import Reader
 
 __all__ = ["EstateMerger", "place"]
 
@@ -56,6 +56,7 @@ class EstateMerger:
 
     def __init__(self) -> None:
         self._resolved: _Resolved | None = None
+        self._resolver = AssignmentResolver()  # re-resolves the assignments of changed files only
         self._roles: tuple[RoleDefinition, ...] = ()  # the last merge's, reused while equal (the RBAC index too)
         self._last: _Merged | None = None  # the last good merge of a directory, to patch
 
@@ -126,16 +127,14 @@ class EstateMerger:
         if last is not None and _same(last.assignments, raw_key) and _same(last.roles, role_key):
             return last.result
         declared = frozenset().union(*(fragment.declared_roles for _, fragment in fragments))
-        reader = Reader()
-        merged: dict[tuple[str, str, str], RoleAssignment] = {}
-        for name, fragment in fragments:
-            prefix = place(name if directory else None, "x")[:-1]  # "FILE: " or ""
-            for assignment in resolve_assignments(reader, fragment.assignments, roles, declared, prefix=prefix):
-                key = (assignment.principal_id, assignment.role_definition_id, assignment.scope.lower())
-                merged.setdefault(key, assignment)
-        problems.extend(reader.problems)
-        result = tuple(merged.values())
-        if not reader.problems:
+        raw = [
+            (place(name if directory else None, "x")[:-1], fragment.assignments)  # problems prefixed "FILE: "
+            for name, fragment in fragments
+            if fragment.assignments
+        ]
+        result, found = self._resolver(raw, roles, declared)
+        problems.extend(found)
+        if not found:
             self._resolved = _Resolved(raw_key, role_key, result)
         return result
 

@@ -41,16 +41,10 @@ class Runtime:
     ) -> Runtime:
         """Compile ``settings``; what is unchanged since ``previous`` (the very same objects) is reused from it."""
         cache = settings.cache
-        rbac = None
-        if previous is not None:
-            before = previous.settings
-            same_roles = before.role_definitions is settings.role_definitions
-            if same_roles and before.role_assignments is settings.role_assignments:
-                rbac = previous.rbac
         return cls(
             settings=settings,
             policy=CompiledPolicy(settings, previous=previous.policy if previous is not None else None),
-            rbac=rbac or RbacPolicy.from_settings(settings),
+            rbac=RbacPolicy.from_settings(settings, previous.rbac if previous is not None else None),
             cache=DecisionCache(maxsize=cache.decision_max_entries, ttl=cache.decision_ttl_seconds, clock=clock),
             loaded_at=clock(),
             missing=MissingKeys(settings, previous.missing if previous is not None else None),
