@@ -3,9 +3,10 @@
 The source is looked at every ``cache.configTtlSeconds`` (and on SIGHUP): a file on a worker thread, a directory
 (contract §5) by a child process (:mod:`._worker`); either way only files whose identity changed are read again and
 only changed bytes are parsed (:mod:`._files`). When what it resolves to (the files and every ``{env:}``/``{file:}``
-secret) differs from what is serving, a new :class:`Runtime` is compiled, reusing every namespace that did not
-change, and swapped in whole on the event loop, which also drops the decision cache. A file that fails to load
-keeps the last good configuration serving; the failure is logged, counted, and shown by readiness.
+secret) differs from what is serving, a new :class:`Runtime` is compiled on that worker thread, reusing every
+namespace and role assignment that did not change, and swapped in whole on the event loop, which also drops the
+decision cache. A file that fails to load keeps the last good configuration serving; the failure is logged,
+counted, and shown by readiness.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import ConfigError
@@ -22,11 +24,19 @@ from ..core.settings import Settings
 from ..decision.runtime import Runtime
 from ._files import EstateLoader
 from ._worker import WorkerLoader
-from .warnings import ConfigLint, log_warnings
+from .warnings import ConfigLint, ConfigWarning, log_warnings
 
 __all__ = ["ConfigHolder", "Loader"]
 
 Loader = Callable[[str], Settings]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A changed configuration compiled off the loop, with its warnings, ready to swap in."""
+
+    runtime: Runtime
+    warnings: list[ConfigWarning]
 
 
 def _default_loader(path: str, settings: Settings) -> Loader:
@@ -67,17 +77,17 @@ class ConfigHolder:
 
     def reload(self) -> bool:
         """Re-read the file; returns whether a new configuration is now serving. Never raises."""
-        return self._apply(self._read())
+        return self._commit(self._prepare())
 
     async def reload_in_thread(self) -> bool:
-        """:meth:`reload`, with the file read and parsed on a worker thread.
+        """:meth:`reload`, with the files read and the new runtime compiled on a worker thread.
 
-        Reading can take as long as the volume under it (a ConfigMap, a secrets mount) and parsing grows with the
-        file; on the event loop either would hold up every decision meanwhile. Only the read happens off the
-        loop: the comparison and the swap stay on it, and reloads run one at a time.
+        Reading can take as long as the volume under it (a ConfigMap, a secrets mount), and parsing and compiling
+        grow with what changed; on the event loop either would hold up every decision meanwhile. Only the swap
+        (and the ``on_change`` hooks) happen on the loop, and reloads run one at a time.
         """
         async with self._reloading:
-            return self._apply(await asyncio.to_thread(self._read))
+            return self._commit(await asyncio.to_thread(self._prepare))
 
     def reload_soon(self) -> None:
         """Start :meth:`reload_in_thread` and return at once: for a signal handler, which cannot wait."""
@@ -85,42 +95,52 @@ class ConfigHolder:
         self._pending.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._pending.discard)
 
-    def _read(self) -> Settings | list[str]:
-        """The file's settings, or what keeps it from loading. Never raises, and changes nothing: safe off the loop."""
+    def _prepare(self) -> _Prepared | list[str] | None:
+        """What the source now holds, compiled: a runtime to swap in, ``None`` if unchanged, or what is wrong.
+
+        Never raises and changes nothing that serves (only the lint's memory of what it checked): safe off the loop.
+        """
         try:
-            return self._loader(self.path)
+            settings = self._loader(self.path)
         except ConfigError as exc:
             return [str(p) for p in exc.problems]
         except Exception as exc:  # unreadable, half-written, anything: the last good config keeps serving
             return [f"{type(exc).__name__}: {exc}"]
+        serving = self.runtime
+        if settings.fingerprint == serving.settings.fingerprint:
+            return None
+        try:
+            runtime = Runtime.build(settings, clock=self._clock, previous=serving)
+            lost = set(runtime.missing_keys) - set(serving.missing_keys)
+            if lost:  # a key that was serving went missing (a Secret emptied): keep the one that works
+                return sorted(lost)
+            return _Prepared(runtime, self._lint(settings))
+        except Exception as exc:  # a config the loader passed but a component refuses: keep the last good one
+            return [f"{type(exc).__name__}: {exc}"]
 
-    def _apply(self, read: Settings | list[str]) -> bool:
-        """Swap in ``read`` if it is a configuration that differs from the one serving; log and count either way."""
-        if isinstance(read, list):
-            self._failed(read)
+    def _commit(self, prepared: _Prepared | list[str] | None) -> bool:
+        """Swap in ``prepared`` if it is a new runtime; log and count either way."""
+        if isinstance(prepared, list):
+            self._failed(prepared)
             return False
-        settings = read
         self.last_error = None
         self._metrics.config_last_reload_ok.set(1)
-        if settings.fingerprint == self.runtime.settings.fingerprint:
+        if prepared is None:
             self._metrics.config_reloads.labels("unchanged").inc()
             return False
+        settings = prepared.runtime.settings
         try:
-            runtime = Runtime.build(settings, clock=self._clock, previous=self.runtime)
-            lost = set(runtime.missing_keys) - set(self.runtime.missing_keys)
-            if lost:  # a key that was serving went missing (a Secret emptied): keep the one that works
-                self._failed(sorted(lost))
-                return False
             for hook in self.on_change:
                 hook(settings)
-        except Exception as exc:  # a config the loader passed but a component refuses: keep the last good one
+        except Exception as exc:  # a component refuses the new configuration: keep the last good one
             self._failed([f"{type(exc).__name__}: {exc}"])
             return False
-        self.runtime = runtime
+        self.runtime = prepared.runtime
         self._metrics.config_reloads.labels("changed").inc()
         self._metrics.config_loaded(self.runtime.loaded_at)
         self._log.info("config.reloaded", path=self.path, fingerprint=settings.fingerprint[:12])
-        log_warnings(self._log, settings, self._lint)
+        for warning in prepared.warnings:
+            self._log.warning("config.warning", location=warning.location, message=warning.message)
         return True
 
     def _failed(self, problems: list[str]) -> None:
