@@ -43,10 +43,19 @@ def test_an_unchanged_file_keeps_its_very_assignment_objects_when_another_change
 
 def test_other_roles_resolve_every_file_again() -> None:
     resolve = AssignmentResolver()
-    files = [("a.yaml: ", raw(("1", "Azure Relay Sender")))]
-    before, _ = resolve(files, ROLES, frozenset())
-    after, _ = resolve(files, (*ROLES, CUSTOM), frozenset())
-    assert after == before and after[0] is not before[0]
+    files = [("a.yaml: ", raw(("1", "Relay Auditor")))]
+    before, _ = resolve(files, (*ROLES, CUSTOM), frozenset())
+    moved = RoleDefinition(CUSTOM.role_name, "0c0c0c0c-0000-4000-8000-000000000000", actions=CUSTOM.actions)
+    after, _ = resolve(files, (*ROLES, moved), frozenset())  # the same file, its role now another id
+    assert [x.role_definition_id for x in before + after] == [CUSTOM.id, moved.id]
+
+
+def test_a_changed_file_keeps_the_very_objects_of_its_unchanged_assignments() -> None:
+    resolve = AssignmentResolver()
+    rows = [("1", "Azure Relay Sender"), ("2", "Azure Relay Listener"), ("3", "Azure Relay Sender")]
+    before, _ = resolve([("a.yaml: ", raw(*rows))], ROLES, frozenset())
+    after, _ = resolve([("a.yaml: ", raw(rows[0], ("4", "Azure Relay Owner"), *rows[1:]))], ROLES, frozenset())
+    assert [x is y for x, y in zip(after, (before[0], None, *before[1:]), strict=True)] == [True, False, True, True]
 
 
 def test_an_assignment_repeated_in_two_files_counts_once_the_first_wins() -> None:

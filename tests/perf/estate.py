@@ -16,7 +16,9 @@ estate's alone. Printed per size:
   on a shared machine the CPU figure is the one that does not depend on the neighbours);
 - RSS: resident memory of that process afterwards (Python, the service's modules and the estate);
 - tick: a reload tick when nothing changed (stat every file, compare, return);
-- one-file reload: one namespace file's key rotated, then the tick that reads it and compiles the new runtime;
+- one-file reload: one namespace file's key rotated, then the tick that reads it, compiles the new runtime and
+  checks its warnings, as a reload does (``reload s``); the same for one role-assignment file of 2,000 that grants
+  one principal more (``RA s``);
 - SAS and JWT: the CPU cost of one uncached decision through ``DecisionService.decide``, to one of ten resources
   spread over the estate (fastest of five batches; every token distinct, so every decision is a cache miss: SAS
   HMAC, or JWT RS256 verification and RBAC evaluated), each also as a ratio to a one-namespace estate served in
@@ -123,6 +125,15 @@ def render(document: dict[str, Any], fmt: str) -> str:
 def write_estate(directory: Path, namespaces: int, assignments: int, jwks: dict[str, Any], fmt: str) -> None:
     for i in range(namespaces):
         (directory / f"{namespace_name(i)}.yaml").write_text(render(namespace_document(i), fmt))
+    rows = assignment_rows(namespaces, assignments)
+    for n in range(assignment_files(rows)):
+        (directory / assignment_file(n)).write_text(render(assignment_document(rows, n), fmt))
+    issuer = {"issuer": fx.ISSUER, "tenants": [fx.TENANT], "audiences": [fx.AUDIENCE], "jwks": jwks}
+    (directory / "identity.yaml").write_text(render({"identity": {"issuers": [issuer]}}, fmt))
+
+
+def assignment_rows(namespaces: int, assignments: int) -> list[dict[str, Any]]:
+    """The estate's role assignments, as ``az role assignment list`` rows."""
     rows = [
         {  # the benchmark principal may send to every namespace the decisions use
             "principalId": fx.OID,
@@ -145,11 +156,33 @@ def write_estate(directory: Path, namespaces: int, assignments: int, jwks: dict[
                 "scope": target,
             }
         )
-    for n, start in enumerate(range(0, len(rows), ASSIGNMENTS_PER_FILE)):
-        chunk = {"roleAssignments": rows[start : start + ASSIGNMENTS_PER_FILE]}
-        (directory / f"role-assignments-{n:03d}.yaml").write_text(render(chunk, fmt))
-    issuer = {"issuer": fx.ISSUER, "tenants": [fx.TENANT], "audiences": [fx.AUDIENCE], "jwks": jwks}
-    (directory / "identity.yaml").write_text(render({"identity": {"issuers": [issuer]}}, fmt))
+    return rows
+
+
+def assignment_files(rows: list[dict[str, Any]]) -> int:
+    return -(-len(rows) // ASSIGNMENTS_PER_FILE)
+
+
+def assignment_file(n: int) -> str:
+    return f"role-assignments-{n:03d}.yaml"
+
+
+def assignment_document(rows: list[dict[str, Any]], n: int, generation: int = 0) -> dict[str, Any]:
+    """File ``n`` of ``rows``; from generation 1 on, with one assignment more (a principal granted Send)."""
+    chunk = rows[n * ASSIGNMENTS_PER_FILE : (n + 1) * ASSIGNMENTS_PER_FILE]
+    if generation:
+        granted = {
+            "principalId": granted_principal(generation),
+            "principalType": "User",
+            "roleDefinitionName": "Azure Relay Sender",
+            "scope": scope(0),
+        }
+        chunk = [*chunk, granted]
+    return {"roleAssignments": chunk}
+
+
+def granted_principal(generation: int) -> str:
+    return _guid("granted", generation)
 
 
 BATCHES = 10  # timed in turns with the one-namespace estate; the fastest of each counts
@@ -172,6 +205,7 @@ def measure(namespaces: int, assignments: int, decisions: int, fmt: str) -> dict
     """One estate, in this process; returns the figures."""
     from gateway_authz.config._files import EstateLoader
     from gateway_authz.config.loader import load_settings
+    from gateway_authz.config.warnings import ConfigLint
     from gateway_authz.decision.runtime import Runtime
 
     signer = fx.JwtSigner()
@@ -197,11 +231,23 @@ def measure(namespaces: int, assignments: int, decisions: int, fmt: str) -> dict
         changed = namespaces // 2
         path = directory / f"{namespace_name(changed)}.yaml"
         path.write_text(render(namespace_document(changed, generation=1), fmt))
+        lint = ConfigLint()  # as the service holds one from its start: a reload checks what changed
+        lint(settings)
         started = time.perf_counter()
         rotated = loader(str(directory))
         runtime = Runtime.build(rotated, previous=runtime)
+        lint(rotated)
         reload = time.perf_counter() - started
         assert rotated.namespaces[changed].rules[0].primary_key == _key(changed, "ns", 0, "primary", 1)
+        rows = assignment_rows(namespaces, assignments)
+        middle = assignment_files(rows) // 2
+        (directory / assignment_file(middle)).write_text(render(assignment_document(rows, middle, 1), fmt))
+        started = time.perf_counter()
+        granted = loader(str(directory))
+        runtime = Runtime.build(granted, previous=runtime)
+        lint(granted)
+        reload_assignments = time.perf_counter() - started
+        assert granted_principal(1) in {a.principal_id for a in granted.role_assignments}
         timed = asyncio.run(_decisions(rotated, namespaces, decisions, signer))
         return {
             "namespaces": namespaces,
@@ -213,6 +259,7 @@ def measure(namespaces: int, assignments: int, decisions: int, fmt: str) -> dict
             "rss_mib": rss / 2**20,
             "tick_ms": tick * 1000,
             "reload_s": reload,
+            "reload_assignments_s": reload_assignments,
             "sas_us": timed["sas"] * 1e6,
             "jwt_us": timed["jwt"] * 1e6,
             "sas_ratio": timed["sas"] / timed["sas_base"],
@@ -411,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {fx.machine()}; format {args.format}; {args.decisions} uncached decisions per kind")
     header = (
         f"{'namespaces':>10} {'assignments':>11} {'files':>6} {'MB':>7} {'cold s':>7} {'cpu s':>6} {'RSS MiB':>8} "
-        f"{'tick ms':>8} {'reload s':>8} {'SAS µs':>7} {'ratio':>6} {'calls':>6} "
+        f"{'tick ms':>8} {'reload s':>8} {'RA s':>6} {'SAS µs':>7} {'ratio':>6} {'calls':>6} "
         f"{'JWT µs':>7} {'ratio':>6} {'calls':>6}"
     )
     print(header)
@@ -425,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{row['namespaces']:>10,} {row['assignments']:>11,} {row['files']:>6,} {row['mb']:>7.1f} "
             f"{row['cold_s']:>7.2f} {row['cold_cpu_s']:>6.2f} {row['rss_mib']:>8.0f} "
-            f"{row['tick_ms']:>8.1f} {row['reload_s']:>8.3f} "
+            f"{row['tick_ms']:>8.1f} {row['reload_s']:>8.3f} {row['reload_assignments_s']:>6.3f} "
             f"{row['sas_us']:>7.1f} {row['sas_ratio']:>6.2f} {row['sas_calls']:>6.0f} "
             f"{row['jwt_us']:>7.1f} {row['jwt_ratio']:>6.2f} {row['jwt_calls']:>6.0f}",
             flush=True,

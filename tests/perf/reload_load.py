@@ -6,9 +6,10 @@
 Serves a 1,000-namespace configuration directory (as ``tests.perf.estate`` writes it, plus the benchmark namespace
 of ``_fixtures`` and ``configTtlSeconds: 1``) and drives cached SAS decisions with ``wrk`` (the ``wrk/bench.lua``
 script of ``bench.py``), straight at the service's ``/ext_authz`` and through Envoy (the shipped ``envoy-http``
-config). Each target runs twice per round, side by side: once quiet, once while a writer replaces one namespace
-file every second (a new key, written to a temporary file and renamed over the old, as a ConfigMap update is), so
-that every tick of the service finds one changed file and compiles a new runtime. The order alternates between
+config). Each target runs twice per round, side by side: once quiet, once while a writer replaces one file every
+second (written to a temporary file and renamed over the old, as a ConfigMap update is): a namespace file with a new
+key and a role-assignment file of 2,000 granting one principal more, in turns (``--change``), so that every tick of
+the service finds one changed file and compiles a new runtime. The order alternates between
 rounds. Printed: requests/s and p99 of each run, the medians of the per-round ratios (changing / quiet), and how
 many reloads the service applied during the changing runs (it must be about one per second, or nothing was
 measured; a changing run waits for the last write's reload before it is counted, so that no quiet run sees
@@ -39,10 +40,16 @@ SETTLE_SECONDS = 2.0  # configTtlSeconds (1) and a margin: a tick picks up the w
 
 
 class Writer:
-    """Replaces one namespace file every ``period`` seconds (a different one each time) until stopped."""
+    """Replaces one file every ``period`` seconds (a different one each time) until stopped.
 
-    def __init__(self, directory: Path, namespaces: int, period: float = 1.0) -> None:
+    ``change``: ``namespaces`` (a namespace file with a new key), ``assignments`` (a role-assignment file of 2,000
+    granting one principal more) or ``both``, in turns.
+    """
+
+    def __init__(self, directory: Path, namespaces: int, assignments: int, change: str, period: float = 1.0) -> None:
         self._directory, self._namespaces, self._period = directory, namespaces, period
+        self._change = change
+        self._rows = estate.assignment_rows(namespaces, assignments)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.writes = 0
@@ -59,12 +66,18 @@ class Writer:
 
     def _run(self) -> None:
         while not self._stop.wait(self._period):
-            i = (self.writes * 7919) % self._namespaces
-            path = self._directory / f"{estate.namespace_name(i)}.yaml"
-            temporary = self._directory / f".{path.name}.tmp"
+            n = self.writes
             generation = time.time_ns()  # never a repeat of earlier bytes: every write is a change to apply
-            temporary.write_text(estate.render(estate.namespace_document(i, generation=generation), "json"))
-            os.replace(temporary, path)
+            if self._change == "namespaces" or (self._change == "both" and n % 2 == 0):
+                i = (n * 7919) % self._namespaces
+                name = f"{estate.namespace_name(i)}.yaml"
+                document = estate.namespace_document(i, generation=generation)
+            else:
+                j = (n * 7) % estate.assignment_files(self._rows)
+                name, document = estate.assignment_file(j), estate.assignment_document(self._rows, j, generation)
+            temporary = self._directory / f".{name}.tmp"
+            temporary.write_text(estate.render(document, "json"))
+            os.replace(temporary, self._directory / name)
             self.writes += 1
 
 
@@ -100,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (5)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--change",
+        choices=("namespaces", "assignments", "both"),
+        default="both",
+        help="which files the writer replaces: namespace files, role-assignment files, or both in turns (both)",
+    )
     args = parser.parse_args(argv)
     wrk = bench.find_wrk()
     with tempfile.TemporaryDirectory(prefix="reload-load-") as tmp:
@@ -119,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             targets = {"direct": (service.port, "/ext_authz"), "envoy": (envoy_port, "")}
-            print(f"# {fx.machine()}; {args.namespaces} namespaces; wrk -c{args.connections}, {args.duration:g} s")
+            print(
+                f"# {fx.machine()}; {args.namespaces} namespaces, {args.assignments} role assignments; "
+                f"changing {args.change}; wrk -c{args.connections}, {args.duration:g} s"
+            )
             ratios: dict[str, list[tuple[float, float, float]]] = {name: [] for name in targets}
             for round_ in range(args.rounds):
                 for name, (port, prefix) in targets.items():
@@ -130,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                         pids = [service.proc.pid, *children(service.proc.pid)]
                         cpu_before = [cpu_seconds(p) for p in pids]
                         if mode == "changing":
-                            with Writer(config, args.namespaces):
+                            with Writer(config, args.namespaces, args.assignments, args.change):
                                 result = _wrk(wrk, port, prefix, token_file, args)
                             time.sleep(SETTLE_SECONDS)  # the last write's reload lands here, not in a quiet run
                         else:
