@@ -15,8 +15,10 @@ nothing that is already known; it is restarted when it dies or does not answer i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
+import os
 import pickle
 import signal
 from collections.abc import Mapping
@@ -33,6 +35,7 @@ from ._fragment import FileRead
 __all__ = ["WorkerLoader"]
 
 _ANSWER_SECONDS = 120.0  # a tick that takes longer than this (a hung volume) restarts the child
+_NICENESS = 10  # added to the reader's; the serving process keeps its own
 
 
 class WorkerLoader:
@@ -140,6 +143,10 @@ def _child_main(
     """The child: answer each request (path, digests the parent knows or None) until the pipe closes."""
     # Ctrl-C reaches the whole process group: the parent decides when this child stops (pipe closed, terminate).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Reading is background work: where CPUs are few (a 2-core node, a CPU limit) the decisions come first. A tick
+    # still finishes in milliseconds on an idle CPU; under load it waits for one rather than taking it.
+    with contextlib.suppress(OSError):
+        os.nice(_NICENESS)
     loader = EstateLoader(environ=environ, known=seed, allow_missing_keys=allow_missing_keys)
     sent: dict[str, str] = {}
     while True:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -347,6 +348,23 @@ async def test_a_slow_config_read_does_not_hold_up_decisions(rig: Rig) -> None:
     assert loader.threads and threading.get_ident() not in loader.threads, "the file was read on the event loop"
     assert await rig.status("/orders", token("/orders", KEY_B)) == 200
     assert await rig.status("/orders", token("/orders", KEY_A)) == 401
+
+
+async def test_a_reload_thread_hands_the_gil_back_often_and_the_interval_is_restored(rig: Rig) -> None:
+    """While the reload's thread compiles, the interpreter asks it for the GIL every 0.5 ms (not every 5 ms), so
+    decisions ready on the loop wait at most that long; afterwards the interval is what it was."""
+    seen: list[float] = []
+    real = rig.holder._loader
+
+    def loader(path: str) -> Settings:
+        seen.append(sys.getswitchinterval())
+        return real(path)
+
+    rig.holder._loader = loader
+    before = sys.getswitchinterval()
+    write_atomically(rig.path, config_text(orders_key=KEY_B))
+    assert await rig.holder.reload_in_thread() is True
+    assert seen == [0.0005] and sys.getswitchinterval() == before
 
 
 async def test_reloads_in_a_thread_run_one_at_a_time(rig: Rig) -> None:

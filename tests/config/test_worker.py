@@ -4,6 +4,8 @@ changed files cross the pipe, the parent keeps the objects of unchanged files, a
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +80,12 @@ def test_close_stops_the_child_and_a_dead_child_is_replaced(tmp_path: Path, work
     replacement = worker._process
     worker.close()
     assert not replacement.is_alive()
+
+
+def test_the_child_reads_at_a_lower_priority_than_the_service(tmp_path: Path, worker: WorkerLoader) -> None:
+    """Reading is background work: on a node with few CPUs the kernel runs the decisions first."""
+    estate(tmp_path, 2)
+    worker(str(tmp_path))  # answered: the child is past its start-up, where it lowers its priority
+    (child,) = [p for p in multiprocessing.active_children() if p.name == "gateway-authz-config-reader"]
+    assert child.pid is not None
+    assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
