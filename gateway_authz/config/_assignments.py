@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -138,13 +138,16 @@ def resolve_assignments(
     declared: frozenset[str],
     *,
     prefix: str = "",
+    reuse: Iterable[RoleAssignment] = (),
 ) -> tuple[RoleAssignment, ...]:
     """``raw`` with each role resolved; an unknown role is a problem at ``prefix`` + the assignment's location.
 
-    The same assignment (principal, role, scope) twice counts once: merged Azure exports repeat them.
+    The same assignment (principal, role, scope) twice counts once: merged Azure exports repeat them. An
+    assignment equal to one of ``reuse`` (the file's last resolution) is that very object.
     """
     by_name = {role.role_name.casefold(): role.id for role in roles}
     by_id = {role.id for role in roles}
+    known = {(a.principal_id, a.principal_type, a.role_definition_id, a.scope): a for a in reuse}
     result: dict[tuple[str, str, str], RoleAssignment] = {}
     for item in raw:
         if item.role_name is not None:
@@ -157,7 +160,7 @@ def resolve_assignments(
                 reader.add(prefix + at(item.location, "roleDefinitionId"), f"unknown role definition {item.role_id}")
         if found is None or item.principal_id is None or item.principal_type is None or item.scope is None:
             continue
-        assignment = RoleAssignment(
+        assignment = known.get((item.principal_id, item.principal_type, found, item.scope)) or RoleAssignment(
             principal_id=item.principal_id,
             principal_type=item.principal_type,
             role_definition_id=found,
@@ -168,10 +171,6 @@ def resolve_assignments(
 
 
 _Key = tuple[str, str, str]  # principal, role id, scope folded: what makes two assignments the same one
-
-
-def _key(assignment: RoleAssignment) -> _Key:
-    return (assignment.principal_id, assignment.role_definition_id, assignment.scope.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,18 +209,18 @@ class AssignmentResolver:
             resolved = known.get(prefix)
             if resolved is None or resolved.raw is not raw or not same_basis:
                 reader = Reader()
-                assignments = resolve_assignments(reader, raw, roles, declared, prefix=prefix)
+                # an equal assignment is the same one: keep the object the RBAC index knows
+                reuse = resolved.assignments if resolved is not None else ()
+                assignments = resolve_assignments(reader, raw, roles, declared, prefix=prefix, reuse=reuse)
                 if reader.problems:  # the merge is refused: nothing of this file is worth keeping
                     problems.extend(reader.problems)
                     continue
-                if resolved is not None:  # an equal assignment is the same one: keep the object the index knows
-                    kept = {assignment: assignment for assignment in resolved.assignments}
-                    assignments = tuple(kept.get(assignment, assignment) for assignment in assignments)
                 resolved = _Resolved(raw, assignments)
             self._files[prefix] = resolved
-            # Keys made again each merge, not kept: 200,000 of them are 13 MB held for a 50 ms saving.
-            for assignment in resolved.assignments:
-                merged.setdefault(_key(assignment), assignment)
+            # Keys made again each merge, not kept: 200,000 of them are 13 MB held for a 50 ms saving. Inline: a
+            # function call per assignment would double it.
+            for a in resolved.assignments:
+                merged.setdefault((a.principal_id, a.role_definition_id, a.scope.lower()), a)
         return tuple(merged.values()), problems
 
 
