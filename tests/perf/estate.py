@@ -22,8 +22,8 @@ estate's alone. Printed per size:
 - SAS and JWT: the CPU cost of one uncached decision through ``DecisionService.decide``, to one of ten resources
   spread over the estate (fastest of five batches; every token distinct, so every decision is a cache miss: SAS
   HMAC, or JWT RS256 verification and RBAC evaluated), each also as a ratio to a one-namespace estate served in
-  the same process and timed in turns with it (``_timed_in_turns``): separate runs on a shared machine differ by
-  more than the goal allows. Every one of those decisions must be an allow, or the run fails.
+  the same process, timed in turns with it (``_timed_in_turns``, the median of 20 turns' ratios): separate runs on
+  a shared machine differ by more than the goal allows. Every one of those decisions must be an allow, or the run fails.
 
 ``--serve N:A`` is the smoke run of a whole estate: ``gateway-authz serve`` on the directory (``configTtlSeconds: 2``)
 must allow a SAS request to a namespace of every file, then apply a one-file key rotation (the file replaced by a
@@ -42,6 +42,7 @@ import gc
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -185,7 +186,7 @@ def granted_principal(generation: int) -> str:
     return _guid("granted", generation)
 
 
-BATCHES = 10  # timed in turns with the one-namespace estate; the fastest of each counts
+BATCHES = 20  # turns with the one-namespace estate; the median of the turns' ratios counts
 TARGETS = 10  # distinct resources the decisions go to, the same number in every estate
 
 
@@ -262,8 +263,8 @@ def measure(namespaces: int, assignments: int, decisions: int, fmt: str) -> dict
             "reload_assignments_s": reload_assignments,
             "sas_us": timed["sas"] * 1e6,
             "jwt_us": timed["jwt"] * 1e6,
-            "sas_ratio": timed["sas"] / timed["sas_base"],
-            "jwt_ratio": timed["jwt"] / timed["jwt_base"],
+            "sas_ratio": timed["sas_ratio"],
+            "jwt_ratio": timed["jwt_ratio"],
             "sas_calls": timed["sas_calls"],
             "jwt_calls": timed["jwt_calls"],
         }
@@ -272,8 +273,8 @@ def measure(namespaces: int, assignments: int, decisions: int, fmt: str) -> dict
 async def _decisions(settings: Any, namespaces: int, count: int, signer: fx.JwtSigner) -> dict[str, float]:
     """Uncached SAS and JWT decisions on ``settings`` and on a one-namespace estate served beside it, timed in turns.
 
-    Returns CPU seconds per decision of the estate (``sas``, ``jwt``), the same for the one-namespace estate timed
-    in between (``sas_base``, ``jwt_base``), and Python calls per decision. Every decision must be an allow.
+    Returns CPU seconds per decision of the estate (``sas``, ``jwt``), their ratios to the one-namespace estate
+    timed in between (``sas_ratio``, ``jwt_ratio``), and Python calls per decision. Every one must be an allow.
     """
     from aiohttp import web
 
@@ -295,13 +296,13 @@ async def _decisions(settings: Any, namespaces: int, count: int, signer: fx.JwtS
             services.append(app[SERVICE])
         estate_sas, estate_jwt = _requests(namespaces, count, signer)
         base_sas, base_jwt = _requests(1, count, signer)
-        sas, sas_base = await _timed_in_turns((services[0], estate_sas), (services[1], base_sas))
-        jwt, jwt_base = await _timed_in_turns((services[0], estate_jwt), (services[1], base_jwt))
+        sas, sas_ratio = await _timed_in_turns((services[0], estate_sas), (services[1], base_sas))
+        jwt, jwt_ratio = await _timed_in_turns((services[0], estate_jwt), (services[1], base_jwt))
         return {
             "sas": sas,
             "jwt": jwt,
-            "sas_base": sas_base,
-            "jwt_base": jwt_base,
+            "sas_ratio": sas_ratio,
+            "jwt_ratio": jwt_ratio,
             "sas_calls": await _calls(services[0], estate_sas),
             "jwt_calls": await _calls(services[0], estate_jwt),
         }
@@ -329,30 +330,34 @@ def _requests(namespaces: int, count: int, signer: fx.JwtSigner) -> tuple[list[A
     return sas_requests, jwt_requests
 
 
-async def _timed_in_turns(*served: tuple[Any, list[Any]]) -> list[float]:
-    """CPU seconds per decision of each (service, requests), batches taken in turns: the fastest batch of each.
+async def _timed_in_turns(estate: tuple[Any, list[Any]], baseline: tuple[Any, list[Any]]) -> tuple[float, float]:
+    """CPU seconds per decision of the estate and ratio to the one-namespace ``baseline``, batches in turns.
 
-    On a shared machine the speed of the whole machine drifts over seconds; batches of two services taken in
-    turns see the same drift, so their ratio holds where separate runs do not. A first pass over every target is
-    not timed: its first request prepares that rule's HMAC key and fills the per-resource memos, once in the life
-    of a configuration, as any warm replica has done long before.
+    On a shared machine the speed of the whole machine drifts over seconds: each turn times one batch of each,
+    in alternating order, and the ratio is the median of the turns' ratios, so drift and one slow batch cancel.
+    The estate's own figure is its fastest batch. A first pass over every target is not timed: its first request
+    prepares that rule's HMAC key and fills the per-resource memos, once in the life of a configuration, as any
+    warm replica has done long before.
     """
-    for service, requests in served:
+    for service, requests in (estate, baseline):
         for request in requests[: 2 * TARGETS]:
             await service.decide(request._replace(target=request.target + "?warm=1"))
     gc.collect()
     gc.freeze()  # as `serve` does once it listens: the loaded estate is not walked by every full collection
-    best = [float("inf")] * len(served)
+    fastest, ratios = float("inf"), []
     for k in range(BATCHES):
-        for n, (service, requests) in enumerate(served):
+        spent = {}
+        for side, (service, requests) in sorted({"estate": estate, "baseline": baseline}.items(), reverse=k % 2 == 1):
             batch = requests[k::BATCHES]
             started = time.process_time()
             for request in batch:
                 decision = await service.decide(request)
                 if not decision.allowed:
                     raise SystemExit(f"expected an allow for {request.host}{request.target}: {decision.reason}")
-            best[n] = min(best[n], (time.process_time() - started) / len(batch))
-    return best
+            spent[side] = (time.process_time() - started) / len(batch)
+        fastest = min(fastest, spent["estate"])
+        ratios.append(spent["estate"] / spent["baseline"])
+    return fastest, statistics.median(ratios)
 
 
 async def _calls(service: Any, requests: list[Any]) -> float:
