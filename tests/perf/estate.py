@@ -12,9 +12,11 @@ issuer (inline JWKS). Keys are written inline (a config directory mounted from S
 every key would be one more file to stat per tick. Every size runs in a fresh process, so resident memory is that
 estate's alone. Printed per size:
 
-- cold load: ``load_settings`` of the directory plus compiling the runtime, from nothing (wall and CPU seconds:
-  on a shared machine the CPU figure is the one that does not depend on the neighbours);
-- RSS: resident memory of that process afterwards (Python, the service's modules and the estate);
+- cold load: ``load_settings`` of the directory, compiling the runtime and checking the config warnings, from
+  nothing, as ``serve`` does before it listens (wall and CPU seconds: on a shared machine the CPU figure is the
+  one that does not depend on the neighbours);
+- RSS: resident memory of that process afterwards (Python, the service's modules, the estate, its runtime and
+  warnings index; ``--serve`` gives the whole service's and its reader process's);
 - tick: a reload tick when nothing changed (stat every file, compare, return);
 - one-file reload: one namespace file's key rotated, then the tick that reads it, compiles the new runtime and
   checks its warnings, as a reload does (``reload s``); the same for one role-assignment file of 2,000 that grants
@@ -222,6 +224,8 @@ def measure(namespaces: int, assignments: int, decisions: int, fmt: str) -> dict
         started, cpu = time.perf_counter(), time.process_time()
         settings = load_settings(directory, environ={})
         runtime = Runtime.build(settings)
+        lint = ConfigLint()  # as the service holds one from its start: a reload checks what changed
+        lint(settings)
         cold, cold_cpu = time.perf_counter() - started, time.process_time() - cpu
         gc.collect()
         rss = fx.rss_bytes()
@@ -232,8 +236,6 @@ def measure(namespaces: int, assignments: int, decisions: int, fmt: str) -> dict
         changed = namespaces // 2
         path = directory / f"{namespace_name(changed)}.yaml"
         path.write_text(render(namespace_document(changed, generation=1), fmt))
-        lint = ConfigLint()  # as the service holds one from its start: a reload checks what changed
-        lint(settings)
         started = time.perf_counter()
         rotated = loader(str(directory))
         runtime = Runtime.build(rotated, previous=runtime)
