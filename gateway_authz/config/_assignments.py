@@ -192,6 +192,7 @@ class AssignmentResolver:
     def __init__(self) -> None:
         self._basis: tuple[tuple[RoleDefinition, ...], frozenset[str]] | None = None
         self._files: dict[str, _Resolved] = {}  # by file (its problem prefix)
+        self._last: tuple[list[tuple[str, tuple[RawAssignment, ...]]], tuple[RoleAssignment, ...]] | None = None
 
     def __call__(
         self,
@@ -201,6 +202,8 @@ class AssignmentResolver:
     ) -> tuple[tuple[RoleAssignment, ...], list[ConfigProblem]]:
         """Every file's (``(problem prefix, raw)``) assignments resolved, each counted once, and the problems."""
         same_basis = self._basis is not None and self._basis[0] is roles and self._basis[1] == declared
+        if same_basis and self._last is not None and _same_files(self._last[0], files):
+            return self._last[1], []  # nothing changed: not even the cross-file merge is made again
         self._basis = (roles, declared)
         known, self._files = self._files, {}
         merged: dict[_Key, RoleAssignment] = {}
@@ -221,7 +224,16 @@ class AssignmentResolver:
             # function call per assignment would double it.
             for a in resolved.assignments:
                 merged.setdefault((a.principal_id, a.role_definition_id, a.scope.lower()), a)
-        return tuple(merged.values()), problems
+        result = tuple(merged.values())
+        self._last = (list(files), result) if not problems else None
+        return result, problems
+
+
+def _same_files(
+    left: Sequence[tuple[str, tuple[RawAssignment, ...]]], right: Sequence[tuple[str, tuple[RawAssignment, ...]]]
+) -> bool:
+    """The same files, in the same order, each with the very same read."""
+    return len(left) == len(right) and all(a == c and b is d for (a, b), (c, d) in zip(left, right, strict=True))
 
 
 def _raw_role_reference(reader: Reader, raw: dict[str, object], location: str) -> tuple[str | None, str | None] | None:

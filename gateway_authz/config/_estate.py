@@ -5,10 +5,10 @@
 a custom role's id or name, or an issuer defined twice is a problem located in the second file that names the
 first. Role assignments are resolved against every file's role definitions and counted once when repeated.
 
-The merge is whole or nothing: any problem in any file raises :class:`ConfigError` with all of them. The
-:class:`EstateMerger` remembers the last resolution of role assignments, which is the costly part at scale
-(hundreds of thousands of them): all of it while no file that holds assignments or roles changed, and each
-unchanged file's own when one did.
+The merge is whole or nothing: any problem in any file raises :class:`ConfigError` with all of them. Resolving
+role assignments is the costly part at scale (hundreds of thousands of them): the merger's
+:class:`~._assignments.AssignmentResolver` keeps the last resolution, all of it while no file that holds assignments
+or roles changed, and each unchanged file's own when one did.
 """
 
 from __future__ import annotations
@@ -42,21 +42,11 @@ def place(name: str | None, location: str) -> str:
     return f"{name}: {location}" if location else name
 
 
-@dataclass(frozen=True, slots=True)
-class _Resolved:
-    """The last role-assignment resolution and what it was made from (compared by identity)."""
-
-    assignments: tuple[object, ...]
-    roles: tuple[object, ...]
-    result: tuple[RoleAssignment, ...]
-
-
 class EstateMerger:
     """Merges the files of one configuration source; keeps the last assignment resolution to reuse."""
 
     def __init__(self) -> None:
-        self._resolved: _Resolved | None = None
-        self._resolver = AssignmentResolver()  # re-resolves the assignments of changed files only
+        self._resolver = AssignmentResolver()  # resolves again the assignments of changed files only
         self._roles: tuple[RoleDefinition, ...] = ()  # the last merge's, reused while equal (the RBAC index too)
         self._last: _Merged | None = None  # the last good merge of a directory, to patch
 
@@ -121,11 +111,6 @@ class EstateMerger:
         problems: list[ConfigProblem],
     ) -> tuple[RoleAssignment, ...]:
         fragments = [(name, read.fragment) for name, read in files if read.fragment is not None]
-        raw_key = tuple(fragment.assignments for _, fragment in fragments if fragment.assignments)
-        role_key = tuple(fragment.role_definitions for _, fragment in fragments if fragment.role_definitions)
-        last = self._resolved
-        if last is not None and _same(last.assignments, raw_key) and _same(last.roles, role_key):
-            return last.result
         declared = frozenset().union(*(fragment.declared_roles for _, fragment in fragments))
         raw = [
             (place(name if directory else None, "x")[:-1], fragment.assignments)  # problems prefixed "FILE: "
@@ -134,8 +119,6 @@ class EstateMerger:
         ]
         result, found = self._resolver(raw, roles, declared)
         problems.extend(found)
-        if not found:
-            self._resolved = _Resolved(raw_key, role_key, result)
         return result
 
 

@@ -81,3 +81,14 @@ def test_a_role_declared_elsewhere_but_not_defined_is_not_a_problem_here() -> No
     resolve = AssignmentResolver()
     found, problems = resolve([("a.yaml: ", raw(("1", "Relay Auditor")))], ROLES, frozenset({"relay auditor"}))
     assert (found, problems) == ((), [])
+
+
+def test_nothing_changed_returns_the_very_same_assignments() -> None:
+    """What the RBAC index and the warnings compare by identity to know they have nothing to do."""
+    resolve = AssignmentResolver()
+    files = [("a.yaml: ", raw(("1", "Azure Relay Sender"))), ("b.yaml: ", raw(("2", "Azure Relay Listener")))]
+    first, _ = resolve(files, ROLES, frozenset())
+    again, problems = resolve(list(files), ROLES, frozenset())
+    assert again is first and problems == []
+    reordered, _ = resolve(files[::-1], ROLES, frozenset())
+    assert reordered is not first and set(reordered) == set(first)
