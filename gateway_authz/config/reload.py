@@ -76,7 +76,7 @@ class ConfigHolder:
         self._pending: set[asyncio.Task[bool]] = set()
         metrics.config_loaded(self.runtime.loaded_at)
         self._lint = ConfigLint()  # keeps what it checked, so that a reload checks only what changed
-        log_warnings(ops_log, settings, self._lint)
+        log_warnings(ops_log, self._lint(settings))
 
     def reload(self) -> bool:
         """Re-read the file; returns whether a new configuration is now serving. Never raises."""
@@ -157,8 +157,7 @@ class ConfigHolder:
         self._metrics.config_reloads.labels("changed").inc()
         self._metrics.config_loaded(self.runtime.loaded_at)
         self._log.info("config.reloaded", path=self.path, fingerprint=settings.fingerprint[:12])
-        for warning in prepared.warnings:
-            self._log.warning("config.warning", location=warning.location, message=warning.message)
+        log_warnings(self._log, prepared.warnings)
         return True
 
     def _failed(self, problems: list[str]) -> None:

@@ -112,11 +112,11 @@ class _Checked:
     scopes: tuple[str, ...]  # the namespace's and its entities' ARM ids, for the role assignment check
 
 
-def log_warnings(ops_log: Any, settings: Settings, lint: ConfigLint | None = None) -> None:
+def log_warnings(ops_log: Any, warnings: Iterable[ConfigWarning]) -> None:
     """Each warning as one ``config.warning`` event on the operations log (at start and on each reload)."""
     if ops_log is None:
         return
-    for warning in (lint or ConfigLint())(settings):
+    for warning in warnings:
         ops_log.warning("config.warning", location=warning.location, message=warning.message)
 
 
